@@ -1,0 +1,90 @@
+"""cxrzoo: a model zoo for the 14 findings of NIH ChestX-ray14.
+
+    import cxrzoo
+    model = cxrzoo.create_model("advanced_resnet")   # untrained, from its registry name
+    model = cxrzoo.load("ensemble")                  # trained, from the store (or hf://org/repo)
+    probs = model.predict(["chest.png"])             # [{label: probability}]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cxrzoo.config import ConfigError, ModelConfig
+from cxrzoo.hookspecs import hookimpl
+from cxrzoo.labels import LABELS
+from cxrzoo.model import ZooModel
+from cxrzoo.registry import DuplicateNameError, RegistryError, UnknownNameError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LABELS",
+    "ConfigError",
+    "DuplicateNameError",
+    "ModelConfig",
+    "RegistryError",
+    "UnknownNameError",
+    "ZooModel",
+    "__version__",
+    "create_model",
+    "hookimpl",
+    "list_datasets",
+    "list_metrics",
+    "list_models",
+    "list_transforms",
+    "load",
+]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, optionally filtered by a glob such as ``'*resnet*'``."""
+    from cxrzoo.plugins import models
+
+    return models.names(pattern)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    from cxrzoo.plugins import datasets
+
+    return datasets.names(pattern)
+
+
+def list_transforms(pattern: str | None = None) -> list[str]:
+    from cxrzoo.plugins import transforms
+
+    return transforms.names(pattern)
+
+
+def list_metrics(pattern: str | None = None) -> list[str]:
+    from cxrzoo.plugins import metrics
+
+    return metrics.names(pattern)
+
+
+def create_model(name: str, config: ModelConfig | None = None, **kwargs: Any) -> ZooModel:
+    """Build an untrained model by registry name.
+
+    Keyword arguments override fields of the model's config (``attention=False``,
+    ``backbone="resnet18"``, ``image_size=64`` …); strings are parsed as on the command line.
+    """
+    from cxrzoo.plugins import models
+
+    cls = models.get(name)
+    model = cls(config, **kwargs)
+    model.architecture = name
+    return model
+
+
+def load(name_or_path: str | os.PathLike[str], *, device: str = "cpu") -> ZooModel:
+    """Load a trained model: a store name, a model folder, or ``hf://org/repo[@revision]``."""
+    from cxrzoo import store
+
+    text = str(name_or_path)
+    if text.startswith("hf://"):
+        from cxrzoo import hub
+
+        folder = hub.pull(text[len("hf://") :])
+        return store.load_folder(folder, device=device)
+    return store.load_folder(store.resolve(name_or_path), device=device)

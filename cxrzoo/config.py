@@ -1,0 +1,182 @@
+"""Frozen, JSON-serialisable model configurations.
+
+A model's config holds everything needed to rebuild it and to feed it correctly: the
+architecture arguments, the labels in output order, the input channels and size, the
+preprocessing steps by name and the calibrated decision thresholds. It is saved as
+``config.json`` beside the weights, so inference always repeats training's preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from cxrzoo.labels import LABELS
+
+C = TypeVar("C", bound="ModelConfig")
+
+#: Preprocessing most models use: CLAHE on the full image, resize, grey normalisation.
+DEFAULT_PREPROCESSING: tuple[str, ...] = ("clahe", "resize", "scale", "normalize_grey")
+
+
+class ConfigError(ValueError):
+    """A config value or key that a model does not accept."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Fields every cxrzoo model shares; a model subclasses this to add its own.
+
+    ``preprocessing`` names registered transforms, applied in order: decoding-time image steps
+    (``clahe``, ``resize`` …) then tensor steps (``scale``, ``normalize_grey`` …). ``resize``
+    uses ``image_size``. ``thresholds`` are per-label probabilities above which a finding is
+    called positive; ``None`` until a model is calibrated on validation data.
+    """
+
+    labels: tuple[str, ...] = LABELS
+    in_chans: int = 1
+    image_size: int = 224
+    preprocessing: tuple[str, ...] = DEFAULT_PREPROCESSING
+    thresholds: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels contain duplicates: {list(self.labels)}")
+        if self.in_chans not in (1, 3):
+            raise ConfigError(f"in_chans must be 1 or 3, got {self.in_chans}")
+        if self.image_size < 16:
+            raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
+        if self.thresholds is not None and len(self.thresholds) != len(self.labels):
+            raise ConfigError(
+                f"thresholds has {len(self.thresholds)} values for {len(self.labels)} labels"
+            )
+
+    def for_data(self: C, label_prevalence: dict[str, float]) -> C:
+        """The config to train with, given the training split's label prevalence.
+
+        Models whose layers depend on the data (which findings are rare) override this.
+        """
+        return self
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], *, source: str = "config") -> C:
+        """Build from a dict, refusing keys this config does not have."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {unknown} for {cls.__name__}; "
+                f"accepted: {sorted(names)}"
+            )
+        hints = typing.get_type_hints(cls)
+        values = {k: coerce(hints[k], v, key=k) for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with ``changes``, each coerced to the field's type (strings welcome)."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(
+                f"Unknown config option(s) {unknown} for {type(self).__name__}; "
+                f"accepted: {sorted(names)}"
+            )
+        hints = typing.get_type_hints(type(self))
+        values = {k: coerce(hints[k], v, key=k) for k, v in changes.items()}
+        return dataclasses.replace(self, **values)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value: JSON where it parses (``false``, ``3``, ``[1, 2]``), else text.
+
+    A comma-separated list without brackets (``clahe,resize``) becomes a list of strings.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    lowered = text.strip().lower()
+    if lowered in {"true", "yes", "on"}:
+        return True
+    if lowered in {"false", "no", "off"}:
+        return False
+    if lowered in {"none", "null"}:
+        return None
+    if "," in text:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def coerce(tp: Any, value: Any, *, key: str = "value") -> Any:
+    """Convert ``value`` (from JSON or a command line) to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if isinstance(value, str) and tp is not str and not (
+        origin in (typing.Union, types.UnionType) and str in args
+    ):
+        value = parse_value(value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(arg, value, key=key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(args[0], v, key=key) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(coerce(a, v, key=key) for a, v in zip(args, value, strict=True))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected text, got {value!r}")
+        return value
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    return value

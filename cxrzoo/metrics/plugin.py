@@ -1,0 +1,10 @@
+"""The core's metrics, registered through the same hook as any plugin's."""
+
+from __future__ import annotations
+
+from cxrzoo.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_metrics(register: Register) -> None:
+    pass

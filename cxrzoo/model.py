@@ -1,0 +1,188 @@
+"""The model plugin interface: a ``torch.nn.Module`` that knows its config and labels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from cxrzoo.config import ModelConfig
+
+ImageLike = str | os.PathLike[str] | np.ndarray | torch.Tensor
+
+
+class ZooModel(nn.Module):
+    """Base class of every cxrzoo model.
+
+    Subclasses set ``config_class`` to their config dataclass and build their layers from
+    ``self.config`` in ``__init__``. ``forward`` maps a float batch ``[B, in_chans, S, S]``
+    (already preprocessed) to logits ``[B, len(config.labels)]`` in label order.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    #: Name under which the class is registered; set by :func:`cxrzoo.create_model`.
+    architecture: str = ""
+
+    def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        if overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        #: Free-form facts saved in config.json beside the config: training data and recipe,
+        #: metrics, provenance.
+        self.metadata: dict[str, Any] = {}
+
+    # -- what subclasses may override -------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named attention and feature maps ``[B, C, h, w]`` for explanation."""
+        return {}
+
+    def gradcam_layers(self) -> list[nn.Module]:
+        """Layers whose activations Grad-CAM should use (the last spatial features)."""
+        raise NotImplementedError(f"{type(self).__name__} does not name Grad-CAM layers")
+
+    def auxiliary_loss(self, targets: torch.Tensor) -> torch.Tensor | None:
+        """Extra training loss from the last forward pass (e.g. memory replay), or None."""
+        return None
+
+    @classmethod
+    def tiny_config(cls) -> ModelConfig:
+        """A small, fast configuration for tests (the conformance suite builds this)."""
+        return cls.config_class(image_size=32)
+
+    # -- shared behaviour ---------------------------------------------------------------
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def set_thresholds(self, thresholds: Sequence[float] | None) -> None:
+        """Replace the calibrated decision thresholds (one per label)."""
+        self.config = self.config.replace(
+            thresholds=None if thresholds is None else tuple(float(t) for t in thresholds)
+        )
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Decision thresholds; 0.5 for every label until the model is calibrated."""
+        if self.config.thresholds is None:
+            return np.full(len(self.labels), 0.5)
+        return np.asarray(self.config.thresholds, dtype=float)
+
+    def preprocessing(self, augment: str | None = None):  # noqa: ANN201
+        from cxrzoo.transforms import Preprocessing
+
+        return Preprocessing.from_config(self.config, augment=augment)
+
+    @torch.no_grad()
+    def predict_proba(
+        self,
+        images: ImageLike | Iterable[ImageLike],
+        *,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+    ) -> np.ndarray:
+        """Probabilities ``[N, labels]`` for paths, raw arrays, or preprocessed tensors.
+
+        Paths and ``numpy`` arrays are decoded and preprocessed as in training. A
+        ``torch.Tensor`` ``[B, C, H, W]`` (or ``[C, H, W]``) is taken as already preprocessed.
+        """
+        from cxrzoo.data.io import read_image, to_grey_uint8
+
+        was_training = self.training
+        self.eval()
+        device = torch.device(device) if device is not None else self.device
+        if isinstance(images, torch.Tensor):
+            batch = images[None] if images.ndim == 3 else images
+            chunks = [batch[i : i + batch_size] for i in range(0, len(batch), batch_size)]
+            inputs: Iterable[torch.Tensor] = chunks
+        else:
+            if isinstance(images, str | os.PathLike | np.ndarray):
+                images = [images]
+            prep = self.preprocessing()
+
+            def decoded() -> Iterable[torch.Tensor]:
+                buf: list[np.ndarray] = []
+                for item in images:  # type: ignore[union-attr]
+                    if isinstance(item, np.ndarray):
+                        img = to_grey_uint8(item)
+                        name = None
+                    elif isinstance(item, torch.Tensor):
+                        raise TypeError(
+                            "Mixing tensors with paths or arrays is ambiguous: pass a single "
+                            "preprocessed tensor batch, or paths/arrays"
+                        )
+                    else:
+                        img = read_image(item)
+                        name = Path(item).name
+                    buf.append(prep.image(img, name=name))
+                    if len(buf) == batch_size:
+                        yield prep.tensor(torch.from_numpy(np.stack(buf)))
+                        buf = []
+                if buf:
+                    yield prep.tensor(torch.from_numpy(np.stack(buf)))
+
+            inputs = decoded()
+        out = []
+        try:
+            for x in inputs:
+                out.append(torch.sigmoid(self(x.to(device).float())).float().cpu())
+        finally:
+            self.train(was_training)
+        if not out:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def predict(
+        self, images: ImageLike | Iterable[ImageLike], **kwargs: Any
+    ) -> list[dict[str, float]]:
+        """Per image ``{label: probability}``, in label order."""
+        probs = self.predict_proba(images, **kwargs)
+        return [dict(zip(self.labels, map(float, row), strict=True)) for row in probs]
+
+    def positives(self, probs: np.ndarray) -> list[list[str]]:
+        """Findings called positive at the calibrated thresholds, per row of ``probs``."""
+        calls = np.asarray(probs) >= self.thresholds
+        return [[lab for lab, c in zip(self.labels, row, strict=True) if c] for row in calls]
+
+    def save_pretrained(self, folder: str | os.PathLike[str], *, card: bool = True) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and (by default) ``README.md``."""
+        from cxrzoo.store import save_folder
+
+        return save_folder(self, folder, card=card)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike[str], **kwargs: Any) -> ZooModel:
+        from cxrzoo.store import load_folder
+
+        model = load_folder(folder, **kwargs)
+        if not isinstance(model, cls):
+            raise TypeError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def num_parameters(self, trainable: bool = True) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)
+
+    def extra_repr(self) -> str:
+        return f"architecture={self.architecture!r}, labels={len(self.labels)}"

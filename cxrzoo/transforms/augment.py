@@ -1,0 +1,108 @@
+"""Batch augmentation on any device: one affine warp plus intensity jitter per image.
+
+Random parameters are drawn on the CPU from the caller's generator, so a seeded run
+augments identically on CPU and GPU and a resumed run repeats the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cxrzoo.transforms.base import Transform, TransformError
+
+
+class BatchAugment(Transform):
+    """Horizontal flip, rotation, random resized crop, brightness and contrast jitter."""
+
+    stage = "augment"
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        hflip: float = 0.5,
+        rotate: float = 15.0,
+        crop_scale: tuple[float, float] | list[float] = (0.8, 1.0),
+        brightness: float = 0.1,
+        contrast: float = 0.1,
+        translate: float = 0.0,
+    ) -> None:
+        super().__init__(image_size=image_size)
+        lo, hi = crop_scale
+        if not (0 < lo <= hi <= 1) or not 0 <= hflip <= 1 or rotate < 0:
+            raise TransformError(
+                f"augment: need 0 < crop_scale low <= high <= 1, 0 <= hflip <= 1, rotate >= 0; "
+                f"got crop_scale={crop_scale}, hflip={hflip}, rotate={rotate}"
+            )
+        self.hflip, self.rotate = float(hflip), float(rotate)
+        self.crop_scale = (float(lo), float(hi))
+        self.brightness, self.contrast = float(brightness), float(contrast)
+        self.translate = float(translate)
+
+    def __call__(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None, **context: Any
+    ) -> torch.Tensor:
+        b = x.shape[0]
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator)
+
+        flip = torch.where(rand(b) < self.hflip, -1.0, 1.0)
+        angle = (rand(b) * 2 - 1) * math.radians(self.rotate)
+        lo, hi = self.crop_scale
+        zoom = torch.sqrt(lo + rand(b) * (hi - lo))  # side length of the crop, as a fraction
+        aspect = torch.exp((rand(b) * 2 - 1) * math.log(4 / 3) / 2) if lo < 1 else torch.ones(b)
+        sx, sy = zoom * torch.sqrt(aspect), zoom / torch.sqrt(aspect)
+        sx, sy = sx.clamp(max=1.0), sy.clamp(max=1.0)
+        # The crop may sit anywhere inside the image, plus an optional extra shift.
+        tx = (rand(b) * 2 - 1) * ((1 - sx) + self.translate)
+        ty = (rand(b) * 2 - 1) * ((1 - sy) + self.translate)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack(
+            [
+                torch.stack([cos * sx * flip, -sin * sy, tx], dim=1),
+                torch.stack([sin * sx * flip, cos * sy, ty], dim=1),
+            ],
+            dim=1,
+        )
+        bright = (rand(b) * 2 - 1) * self.brightness
+        contr = 1 + (rand(b) * 2 - 1) * self.contrast
+
+        theta = theta.to(device=x.device, dtype=x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        bright = bright.to(x.device, x.dtype).view(-1, 1, 1, 1)
+        contr = contr.to(x.device, x.dtype).view(-1, 1, 1, 1)
+        return ((out - mean) * contr + mean + bright).clamp_(0.0, 1.0)
+
+
+class AugmentLight(BatchAugment):
+    """Flip and up to 7 degrees of rotation, nothing else."""
+
+    def __init__(self, *, image_size: int, **overrides: Any) -> None:
+        params = dict(hflip=0.5, rotate=7.0, crop_scale=(1.0, 1.0), brightness=0.0, contrast=0.0)
+        super().__init__(image_size=image_size, **{**params, **overrides})
+
+
+class AugmentReport(BatchAugment):
+    """The founding report's augmentations: flip, rotation up to 15 degrees, brightness and
+    contrast jitter, random resized crop."""
+
+    def __init__(self, *, image_size: int, **overrides: Any) -> None:
+        params = dict(hflip=0.5, rotate=15.0, crop_scale=(0.8, 1.0), brightness=0.1, contrast=0.1)
+        super().__init__(image_size=image_size, **{**params, **overrides})
+
+
+class AugmentStrong(BatchAugment):
+    """Wider crops, shifts and intensity jitter for small data sets."""
+
+    def __init__(self, *, image_size: int, **overrides: Any) -> None:
+        params = dict(
+            hflip=0.5, rotate=15.0, crop_scale=(0.6, 1.0), brightness=0.2, contrast=0.2, translate=0.05
+        )
+        super().__init__(image_size=image_size, **{**params, **overrides})

@@ -1,0 +1,72 @@
+"""chest_xray_attention: a lightweight ResNet-like encoder with dual (channel + spatial)
+attention on its last stage and no feature pyramid; the fast baseline for weak hardware."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cxrzoo import ModelConfig, ZooModel
+from cxrzoo.config import ConfigError
+from cxrzoo.nn import CBAM, create_backbone
+
+
+@dataclass(frozen=True)
+class ChestAttentionConfig(ModelConfig):
+    """Architecture of :class:`ChestXrayAttention`; ``attention=False`` for the ablation."""
+
+    backbone: str = "resnet18"
+    pretrained: bool = False
+    attention: bool = True
+    reduction: int = 16
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class ChestXrayAttention(ZooModel):
+    """Encoder -> dual attention -> global average pool -> linear classifier."""
+
+    config_class = ChestAttentionConfig
+    config: ChestAttentionConfig
+
+    def __init__(self, config: ChestAttentionConfig | None = None, **overrides: object) -> None:
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.encoder = create_backbone(
+            cfg.backbone, in_chans=cfg.in_chans, out_indices=(-1,), pretrained=cfg.pretrained
+        )
+        channels = self.encoder.feature_info.channels()[-1]
+        self.attention = CBAM(channels, cfg.reduction) if cfg.attention else nn.Identity()
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(channels, cfg.num_labels)
+
+    @classmethod
+    def tiny_config(cls) -> ChestAttentionConfig:
+        return ChestAttentionConfig(backbone="test_resnet", image_size=32, reduction=4)
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        f = self.encoder(x)[-1]
+        maps = {"encoder": f}
+        if isinstance(self.attention, CBAM):
+            f, attn = self.attention.forward_with_maps(f)
+            maps.update(attn)
+        else:
+            f = self.attention(f)
+        maps["features"] = f
+        return f, maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f, _ = self._features(x)
+        return self.classifier(self.dropout(f.mean((2, 3))))
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._features(x)[1]
+
+    def gradcam_layers(self) -> list[nn.Module]:
+        return [self.attention]

@@ -1,0 +1,177 @@
+"""ensemble: the (optionally weighted) average of its members' probabilities."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxrzoo import ModelConfig, ZooModel
+from cxrzoo.config import ConfigError
+
+DEFAULT_MEMBERS = ("advanced_resnet", "chest_xray_attention", "rare_disease")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig(ModelConfig):
+    """``members`` are store names of trained models; ``weights`` (optional) weigh their
+    probabilities. ``member_specs`` records each member's architecture and config once the
+    ensemble is built, so a saved ensemble is self-contained."""
+
+    members: tuple[str, ...] = DEFAULT_MEMBERS
+    weights: tuple[float, ...] | None = None
+    member_specs: tuple[dict, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.members:
+            raise ConfigError("an ensemble needs at least one member")
+        if self.weights is not None:
+            if len(self.weights) != len(self.members):
+                raise ConfigError(f"{len(self.weights)} weights for {len(self.members)} members")
+            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ConfigError(f"weights must be >= 0 and not all 0, got {self.weights}")
+        if self.member_specs and len(self.member_specs) != len(self.members):
+            raise ConfigError(f"{len(self.member_specs)} member_specs for {len(self.members)} members")
+
+
+class MissingMemberError(LookupError):
+    pass
+
+
+class Ensemble(ZooModel):
+    """Averages member probabilities; ``forward`` returns the logit of that average."""
+
+    config_class = EnsembleConfig
+    config: EnsembleConfig
+
+    def __init__(
+        self,
+        config: EnsembleConfig | None = None,
+        *,
+        members: Sequence[ZooModel | str] | None = None,
+        **overrides: Any,
+    ) -> None:
+        from cxrzoo import load
+        from cxrzoo.store import StoreError, build_from_config
+
+        if members is not None:
+            overrides["members"] = tuple(m if isinstance(m, str) else (m.metadata.get("name") or m.architecture) for m in members)
+            overrides["member_specs"] = ()
+        super().__init__(config, **overrides)
+        cfg = self.config
+        if members is not None and any(not isinstance(m, str) for m in members):
+            built = [m if not isinstance(m, str) else load(m) for m in members]
+        elif cfg.member_specs:
+            built = [build_from_config(spec, source=f"ensemble member {name!r}") for name, spec in zip(cfg.members, cfg.member_specs, strict=True)]
+        else:
+            built = []
+            for name in cfg.members:
+                try:
+                    built.append(load(name))
+                except StoreError:
+                    raise MissingMemberError(
+                        f"Ensemble member {name!r} has no trained model in the store. Train it "
+                        f"with 'cxrzoo train {name}', or run 'cxrzoo train ensemble', which "
+                        f"trains the members it lacks."
+                    ) from None
+        for name, m in zip(cfg.members, built, strict=True):
+            if tuple(m.labels) != tuple(cfg.labels):
+                raise ConfigError(f"ensemble member {name!r} predicts {list(m.labels)}, not {list(cfg.labels)}")
+        self.members = nn.ModuleList(built)
+        specs = tuple({"architecture": m.architecture, "config": m.config.to_dict()} for m in built)
+        self.config = self.config.replace(
+            member_specs=specs,
+            image_size=max(m.config.image_size for m in built),
+        )
+        w = torch.tensor(cfg.weights if cfg.weights is not None else [1.0] * len(built))
+        self.register_buffer("member_weights", w / w.sum(), persistent=False)
+
+    @classmethod
+    def tiny_config(cls) -> EnsembleConfig:
+        from cxrzoo.plugins import models
+
+        specs = []
+        for name in ("chest_xray_attention", "rare_disease"):
+            member_cls = models.get(name)
+            specs.append({"architecture": name, "config": member_cls.tiny_config().to_dict()})
+        return EnsembleConfig(
+            members=("chest_xray_attention", "rare_disease"), member_specs=tuple(specs), image_size=32
+        )
+
+    def _member_input(self, member: ZooModel, x: torch.Tensor) -> torch.Tensor:
+        # forward() gets one tensor for all members: match each member's channels and size.
+        if x.shape[1] != member.config.in_chans:
+            x = x.mean(1, keepdim=True).expand(-1, member.config.in_chans, -1, -1)
+        size = member.config.image_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return x
+
+    def combine(self, probs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Weighted mean of member probabilities ``[B, labels]``."""
+        stacked = torch.stack(list(probs))
+        return torch.einsum("m,mbl->bl", self.member_weights.to(stacked.dtype), stacked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [torch.sigmoid(m(self._member_input(m, x)).float()) for m in self.members]
+        return torch.logit(self.combine(probs), eps=1e-6)
+
+    def member_probabilities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.sigmoid(m(self._member_input(m, x)).float()) for m in self.members]
+
+    @torch.no_grad()
+    def predict_proba(
+        self,
+        images: Any,
+        *,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+    ) -> np.ndarray:
+        """Decode each image once, preprocess it as each member was trained, average."""
+        if isinstance(images, torch.Tensor):
+            return super().predict_proba(images, batch_size=batch_size, device=device)
+        from cxrzoo.data.io import read_image, to_grey_uint8
+
+        if isinstance(images, str | os.PathLike | np.ndarray):
+            images = [images]
+        device = torch.device(device) if device is not None else self.device
+        preps = [m.preprocessing() for m in self.members]
+        was_training = self.training
+        self.eval()
+        out: list[torch.Tensor] = []
+
+        def run(batch: list[tuple[np.ndarray, str | None]]) -> None:
+            probs = []
+            for m, prep in zip(self.members, preps, strict=True):
+                x = np.stack([prep.image(img, name=name) for img, name in batch])
+                x = prep.tensor(torch.from_numpy(x)).to(device)
+                probs.append(torch.sigmoid(m(x).float()))
+            out.append(self.combine(probs).cpu())
+
+        try:
+            batch: list[tuple[np.ndarray, str | None]] = []
+            for item in images if isinstance(images, Iterable) else [images]:
+                if isinstance(item, np.ndarray):
+                    batch.append((to_grey_uint8(item), None))
+                else:
+                    batch.append((read_image(item), os.path.basename(str(item))))
+                if len(batch) == batch_size:
+                    run(batch)
+                    batch = []
+            if batch:
+                run(batch)
+        finally:
+            self.train(was_training)
+        if not out:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def gradcam_layers(self) -> list[nn.Module]:
+        return [layer for m in self.members for layer in m.gradcam_layers()[:1]]
