@@ -161,6 +161,15 @@ def _register(module: ModuleType | object, info: PluginInfo) -> PluginInfo:
         info.error = f"invalid plugin: {_short_error(exc)}"
         info.traceback = traceback.format_exc()
         return info
+    unknown = [hc.name for hc in _state.manager.get_hookcallers(module) or [] if not hc.has_spec()]
+    if unknown:
+        import difflib
+
+        hints = {n: difflib.get_close_matches(n, HOOKS.values(), n=1) for n in unknown}
+        described = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+        info.error = f"invalid plugin: {described} is not a cxrzoo hook; hooks: {', '.join(HOOKS.values())}"
+        _state.manager.unregister(name=info.name)
+        return info
     for kind, hook_name in HOOKS.items():
         registry = REGISTRIES[kind]
         impls = [

@@ -20,11 +20,11 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Weights ``[B, C, 1, 1]`` in (0, 1)."""
-        b = x.shape[0]
-        pooled = torch.cat([x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)])
-        # One MLP pass over both descriptors instead of two.
-        avg, mx = self.mlp(pooled).split(b)
-        return torch.sigmoid(avg + mx)
+        c = x.shape[1]
+        # One MLP pass over both descriptors, stacked on a leading axis of 2 (batch stays dynamic).
+        pooled = torch.stack([x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)])
+        out = self.mlp(pooled.flatten(0, 1)).view(2, -1, c, 1, 1)
+        return torch.sigmoid(out.sum(0))
 
 
 class SpatialAttention(nn.Module):

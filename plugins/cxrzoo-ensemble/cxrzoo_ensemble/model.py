@@ -50,6 +50,8 @@ class Ensemble(ZooModel):
 
     config_class = EnsembleConfig
     config: EnsembleConfig
+    #: ``cxrzoo train ensemble`` trains the members the store lacks instead of the ensemble.
+    trains_members = True
 
     def __init__(
         self,

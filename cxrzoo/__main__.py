@@ -1,0 +1,3 @@
+from cxrzoo.cli import main
+
+main()

@@ -1,0 +1,221 @@
+"""``cxrzoo evaluate``, ``compare``, ``predict``, ``explain`` and ``export``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cxrzoo.training.cli import dataset_options
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _eval_options(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--data", type=click.Path(file_okay=False), help="NIH folder (default: the training data)."),
+            click.option("--dataset", help="A registered dataset instead of --data."),
+            click.option("--synthetic-n", type=int),
+            click.option("--fraction", type=click.FloatRange(0, 1, min_open=True),
+                         help="Default: the training fraction (or 1.0 with --data)."),
+            click.option("--seed", type=int, help="Default: the training seed."),
+            click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True),
+            click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+                         help="Bootstrap resamples for confidence intervals (0 = none)."),
+            click.option("--device", type=click.Choice(["cpu", "cuda"])),
+            click.option("--no-progress", is_flag=True),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _evaluate(name: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float | None,
+              seed: int | None, split: str, n_resamples: int, device: str | None, report: str | None,
+              progress: bool, echo: Any) -> dict[str, Any]:
+    from cxrzoo import load
+    from cxrzoo.reports.evaluate import data_spec_for, evaluate_model
+
+    model = load(name)
+    spec = data_spec_for(model, data=data, dataset=dataset, options=dataset_options(data, dataset, synthetic_n),
+                         fraction=fraction, seed=seed)
+    return evaluate_model(model, spec, split=split, report_dir=report, n_resamples=n_resamples,
+                          device=_device(device), progress=progress, echo=echo)
+
+
+def _f(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:.3f}"
+
+
+@click.command()
+@click.argument("name")
+@_eval_options
+@click.option("--report", type=click.Path(file_okay=False), help="Write metrics.json, CSVs, figures and report.md here.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
+def evaluate(name: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float | None,
+             seed: int | None, split: str, n_resamples: int, device: str | None, no_progress: bool,
+             report: str | None, as_json: bool) -> None:
+    """Evaluate trained model NAME per finding, at its calibrated thresholds.
+
+    Without --data, NAME is evaluated on the held-out split of the data it was trained on.
+    """
+    echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    metrics = _evaluate(name, data, dataset, synthetic_n, fraction, seed, split, n_resamples, device, report,
+                        not no_progress and not as_json, echo)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2, default=float))
+        return
+    ci = metrics.get("macro_auroc_ci") or {}
+    click.echo(f"{metrics['model']} on {metrics['data']['dataset']} {split} ({metrics['n_images']} images)")
+    click.echo(f"{'finding':<20} {'n+':>5} {'AUROC':>6} {'F1':>6} {'prec':>6} {'recall':>6} {'thr':>6}")
+    for label, m in metrics["per_class"].items():
+        click.echo(f"{label:<20} {m['positives']:>5} {_f(m['auroc']):>6} {_f(m['f1']):>6} "
+                   f"{_f(m['precision']):>6} {_f(m['recall']):>6} {_f(m['threshold']):>6}")
+    ci_text = f" (95% CI {_f(ci.get('low'))}-{_f(ci.get('high'))})" if ci else ""
+    click.echo(f"macro AUROC {_f(metrics['macro_auroc'])}{ci_text}   macro F1 {_f(metrics['macro'].get('f1'))}")
+    groups = metrics.get("groups", {})
+    click.echo(f"rare AUROC {_f(groups.get('rare', {}).get('auroc'))}   common AUROC {_f(groups.get('common', {}).get('auroc'))}")
+    if report:
+        click.echo(f"Report: {Path(report) / 'report.md'}")
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@_eval_options
+@click.option("--report", type=click.Path(file_okay=False), help="Write comparison.csv / .json / .md here.")
+@click.option("--json", "as_json", is_flag=True)
+def compare(names: tuple[str, ...], data: str | None, dataset: str | None, synthetic_n: int | None,
+            fraction: float | None, seed: int | None, split: str, n_resamples: int, device: str | None,
+            no_progress: bool, report: str | None, as_json: bool) -> None:
+    """Evaluate trained models side by side on the same split and name the best.
+
+    Without --data every model is evaluated on the training data of the first one.
+    """
+    import pandas as pd
+
+    from cxrzoo import load
+
+    if data is None and dataset is None and fraction is None and seed is None:
+        # Same images for everyone: the first model's data, sample and split.
+        trained = load(names[0]).metadata.get("training") or {}
+        data, fraction, seed = trained.get("data"), trained.get("fraction"), trained.get("seed")
+        if data is None:
+            dataset = trained.get("dataset")
+            options = trained.get("options") or {}
+            synthetic_n = options.get("n", synthetic_n)
+    echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    rows = []
+    for name in names:
+        m = _evaluate(name, data, dataset, synthetic_n, fraction, seed, split, n_resamples, device, None,
+                      not no_progress and not as_json, echo)
+        ci = m.get("macro_auroc_ci") or {}
+        groups = m.get("groups", {})
+        rows.append({
+            "model": name, "architecture": m["architecture"], "images": m["n_images"],
+            "macro_auroc": m["macro_auroc"], "auroc_low": ci.get("low"), "auroc_high": ci.get("high"),
+            "macro_f1": m["macro"].get("f1"), "micro_auroc": m["micro"].get("auroc"),
+            "rare_auroc": groups.get("rare", {}).get("auroc"), "common_auroc": groups.get("common", {}).get("auroc"),
+        })
+    scored = [r for r in rows if r["macro_auroc"] is not None]
+    best = max(scored, key=lambda r: r["macro_auroc"])["model"] if scored else None
+    result = {"split": split, "models": rows, "best": best}
+    if report:
+        out = Path(report)
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)
+        (out / "comparison.json").write_text(json.dumps(result, indent=2))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{'model':<24} {'macro AUROC (95% CI)':<24} {'F1':>6} {'rare':>6} {'common':>6}")
+    for r in rows:
+        ci = f"{_f(r['macro_auroc'])} ({_f(r['auroc_low'])}-{_f(r['auroc_high'])})"
+        click.echo(f"{r['model']:<24} {ci:<24} {_f(r['macro_f1']):>6} {_f(r['rare_auroc']):>6} {_f(r['common_auroc']):>6}")
+    click.echo(f"Best by macro AUROC on {split}: {best}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+def predict(name: str, images: tuple[str, ...], as_json: bool, device: str | None, batch_size: int) -> None:
+    """Probabilities and calibrated positive findings for each IMAGE."""
+    from cxrzoo import load
+    from cxrzoo.data.io import ImageReadError, read_image
+
+    model = load(name, device=_device(device))
+    decoded, failed = [], []
+    for path in images:
+        try:
+            decoded.append((path, read_image(path)))
+        except ImageReadError as exc:
+            failed.append({"image": path, "error": exc.reason})
+            click.echo(f"Skipping {path}: {exc.reason}", err=True)
+    probs = model.predict_proba([img for _, img in decoded], batch_size=batch_size) if decoded else []
+    positives = model.positives(probs) if decoded else []
+    results = []
+    for (path, _), row, pos in zip(decoded, probs, positives):
+        results.append({
+            "image": path,
+            "probabilities": dict(zip(model.labels, map(float, row))),
+            "positive": pos,
+            "thresholds": dict(zip(model.labels, map(float, model.thresholds))),
+        })
+    if as_json:
+        click.echo(json.dumps({"model": name, "calibrated": model.config.thresholds is not None,
+                               "results": results, "failed": failed}, indent=2))
+    else:
+        if model.config.thresholds is None:
+            click.echo("Note: this model has no calibrated thresholds; 0.5 is used.", err=True)
+        for r in results:
+            click.echo(f"{r['image']}: positive: {', '.join(r['positive']) or 'none'}")
+            for label, p in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]):
+                mark = "+" if label in r["positive"] else " "
+                click.echo(f"  {mark} {label:<20} {p:.3f}  (threshold {r['thresholds'][label]:.3f})")
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="explain", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--method", type=click.Choice(["gradcam", "gradcam++"]), default="gradcam", show_default=True)
+def explain(name: str, image: str, out_dir: str, top: int, method: str) -> None:
+    """Grad-CAM overlays of IMAGE for NAME's top findings."""
+    from cxrzoo import load
+    from cxrzoo.reports.gradcam import explain_image
+
+    model = load(name)
+    for item in explain_image(model, image, out_dir, top=top, method=method):
+        flag = "positive" if item["positive"] else "below threshold"
+        click.echo(f"{item['finding']:<20} {item['probability']:.3f} ({flag})  {item['path']}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Default: NAME.onnx")
+@click.option("--opset", type=int, default=17, show_default=True)
+def export(name: str, fmt: str, out_path: str | None, opset: int) -> None:
+    """Export NAME to ONNX and check that onnxruntime matches PyTorch."""
+    from cxrzoo import load
+    from cxrzoo.export import ExportError, export_onnx
+
+    model = load(name)
+    try:
+        result = export_onnx(model, out_path or f"{name}.onnx", opset=opset)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {result['path']} (opset {opset}); onnxruntime vs PyTorch max |diff| {result['max_abs_diff']:.2e}")

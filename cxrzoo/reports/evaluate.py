@@ -1,0 +1,211 @@
+"""Evaluating a trained model on a split, and the report that goes with it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxrzoo.labels import DEFAULT_RARE
+from cxrzoo.model import ZooModel
+from cxrzoo.training.run import DataSpec, load_splits, predict_table
+
+Echo = Callable[[str], None]
+SPLITS = ("test", "val", "train")
+
+
+def data_spec_for(model: ZooModel, *, data: str | None = None, dataset: str | None = None,
+                  options: dict[str, Any] | None = None, fraction: float | None = None,
+                  seed: int | None = None) -> DataSpec:
+    """The data to evaluate on: what was given, else what the model was trained on.
+
+    Without data options a model is evaluated on the same data set, sample and patient split
+    it was trained with, so its test split is exactly the images it never saw.
+    """
+    trained = model.metadata.get("training") or {}
+    if data is None and dataset is None and trained:
+        spec = DataSpec.from_dict(trained)
+    else:
+        spec = DataSpec(data=data, dataset=dataset, options=options)
+        if data is None and dataset is None:
+            spec.dataset = "synthetic"
+    if fraction is not None:
+        spec.fraction = fraction
+    if seed is not None:
+        spec.seed = seed
+    return spec
+
+
+def _rare(model: ZooModel) -> list[str]:
+    rare = getattr(model.config, "rare_labels", None) or DEFAULT_RARE
+    return [r for r in rare if r in model.labels]
+
+
+def subgroup_metrics(table: pd.DataFrame, y: np.ndarray, p: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Macro AUROC and image count by sex and by view position."""
+    from cxrzoo.metrics import evaluate_predictions
+
+    out: dict[str, Any] = {}
+    for column, title in (("sex", "sex"), ("view", "view")):
+        if column not in table:
+            continue
+        values = table[column].fillna("unknown").astype(str).to_numpy()
+        for value in sorted(set(values)):
+            mask = values == value
+            if mask.sum() < 2:
+                continue
+            m = evaluate_predictions(y[mask], p[mask], labels, metrics=["auroc"])
+            out[f"{title}={value}"] = {"images": int(mask.sum()), "macro_auroc": m["macro_auroc"]}
+    return out
+
+
+def evaluate_model(
+    model: ZooModel,
+    spec: DataSpec,
+    *,
+    split: str = "test",
+    report_dir: str | Path | None = None,
+    n_resamples: int = 1000,
+    device: str = "cpu",
+    progress: bool = True,
+    echo: Echo = print,
+) -> dict[str, Any]:
+    """Predict ``split`` of ``spec``'s data, score it at the model's calibrated thresholds, with
+    bootstrap confidence intervals; write the report files when ``report_dir`` is given."""
+    from cxrzoo.metrics import bootstrap_ci, evaluate_predictions
+
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
+    splits = load_splits(spec, echo=echo)
+    table = getattr(splits, split)
+    if len(table) == 0:
+        raise ValueError(f"The {split} split of {spec.name} is empty")
+    probs, arrays = predict_table(model, table, device=device, echo=echo, progress=progress)
+    y = arrays.labels
+    thresholds = model.thresholds.tolist()
+    rare = _rare(model)
+    metrics = evaluate_predictions(y, probs, model.labels, thresholds=thresholds, rare=rare)
+    if n_resamples:
+        ci = bootstrap_ci(y, probs, model.labels, thresholds=thresholds, n_resamples=n_resamples)
+        metrics["ci"] = ci
+        for label, entry in metrics["per_class"].items():
+            entry["ci"] = ci.get("per_class", {}).get(label)
+        metrics["macro_auroc_ci"] = ci.get("macro_auroc")
+    rows = table.set_index("image").loc[arrays.names].reset_index()
+    metrics["subgroups"] = subgroup_metrics(rows, y, probs, model.labels)
+    metrics.update(
+        {
+            "model": model.metadata.get("name") or model.architecture,
+            "architecture": model.architecture,
+            "split": split,
+            "data": spec.to_dict(),
+            "calibrated": model.config.thresholds is not None,
+            "thresholds": dict(zip(model.labels, thresholds, strict=True)),
+            "evaluated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    if report_dir is not None:
+        write_report(Path(report_dir), metrics, y, probs, model.labels, rare, rows)
+    return metrics
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for label, m in metrics["per_class"].items():
+        ci = m.get("ci") or {}
+        auroc_ci = ci.get("auroc") if isinstance(ci, dict) else None
+        rows.append(
+            {
+                "finding": label,
+                "positives": m.get("positives"),
+                "auroc": m.get("auroc"),
+                "auroc_low": (auroc_ci or {}).get("low"),
+                "auroc_high": (auroc_ci or {}).get("high"),
+                "average_precision": m.get("average_precision"),
+                "f1": m.get("f1"),
+                "precision": m.get("precision"),
+                "recall": m.get("recall"),
+                "specificity": m.get("specificity"),
+                "threshold": m.get("threshold"),
+                "tp": m.get("tp"),
+                "fp": m.get("fp"),
+                "fn": m.get("fn"),
+                "tn": m.get("tn"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_report(
+    out: Path, metrics: dict[str, Any], y: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+    rare: Sequence[str], rows: pd.DataFrame,
+) -> Path:
+    """metrics.json, per_class.csv, confusion.csv, predictions.csv, figures and report.md."""
+    from cxrzoo.reports import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    frame = per_class_frame(metrics)
+    frame.to_csv(out / "per_class.csv", index=False)
+    frame[["finding", "threshold", "tp", "fp", "fn", "tn"]].to_csv(out / "confusion.csv", index=False)
+    preds = pd.DataFrame(probs, columns=list(labels))
+    preds.insert(0, "image", rows["image"].to_numpy())
+    preds.to_csv(out / "predictions.csv", index=False, float_format="%.6f")
+    plots.roc_curves(y, probs, labels, metrics["per_class"], out / "roc_curves.png")
+    plots.rare_vs_common(metrics["per_class"], rare, out / "rare_vs_common.png")
+    plots.confusion_counts(metrics["per_class"], out / "confusion.png")
+    if metrics.get("subgroups"):
+        plots.subgroups(metrics["subgroups"], out / "subgroups.png")
+    (out / "report.md").write_text(markdown_report(metrics))
+    return out
+
+
+def markdown_report(metrics: dict[str, Any]) -> str:
+    ci = metrics.get("macro_auroc_ci") or {}
+    groups = metrics.get("groups", {})
+    lines = [
+        f"# Evaluation of {metrics['model']} ({metrics['architecture']})",
+        "",
+        f"Split **{metrics['split']}** of **{metrics['data']['dataset']}** "
+        f"({metrics['n_images']} images), evaluated {metrics['evaluated']}.",
+        "",
+        f"- Macro AUROC: **{_fmt(metrics['macro_auroc'])}**"
+        + (f" (95% CI {_fmt(ci.get('low'))}-{_fmt(ci.get('high'))})" if ci else ""),
+        f"- Macro F1 at calibrated thresholds: {_fmt(metrics['macro'].get('f1'))}",
+        f"- Micro AUROC: {_fmt(metrics['micro'].get('auroc'))}",
+        f"- Rare findings ({', '.join(groups.get('rare', {}).get('labels', []))}): mean AUROC "
+        f"{_fmt(groups.get('rare', {}).get('auroc'))}; common: {_fmt(groups.get('common', {}).get('auroc'))}",
+        f"- Thresholds: {'calibrated on validation' if metrics['calibrated'] else 'NOT calibrated (0.5)'}",
+    ]
+    undefined = metrics.get("undefined", {}).get("auroc") or []
+    if undefined:
+        lines.append(f"- AUROC undefined (no positives or no negatives in this split): {', '.join(undefined)}")
+    lines += ["", "## Per finding", "", "| Finding | n+ | AUROC (95% CI) | F1 | Precision | Recall | Threshold |",
+              "|---|---:|---|---:|---:|---:|---:|"]
+    for label, m in metrics["per_class"].items():
+        c = ((m.get("ci") or {}).get("auroc")) or {}
+        cis = f" ({_fmt(c.get('low'))}-{_fmt(c.get('high'))})" if c else ""
+        lines.append(
+            f"| {label} | {m.get('positives')} | {_fmt(m.get('auroc'))}{cis} | {_fmt(m.get('f1'))} | "
+            f"{_fmt(m.get('precision'))} | {_fmt(m.get('recall'))} | {_fmt(m.get('threshold'))} |"
+        )
+    lines += ["", "## ROC curves", "", "![ROC curves](roc_curves.png)", "",
+              "## Rare vs common findings", "", "![Rare vs common](rare_vs_common.png)", "",
+              "## Confusion counts at the calibrated thresholds", "", "![Confusion counts](confusion.png)", "",
+              "Counts per finding are also in `confusion.csv`.", ""]
+    if metrics.get("subgroups"):
+        lines += ["## By sex and view position", "", "| Subgroup | Images | Macro AUROC |", "|---|---:|---:|"]
+        for name, s in metrics["subgroups"].items():
+            lines.append(f"| {name} | {s['images']} | {_fmt(s['macro_auroc'])} |")
+        lines += ["", "![Subgroups](subgroups.png)", ""]
+    lines += ["Files: `metrics.json` (everything above), `per_class.csv`, `confusion.csv`, `predictions.csv`.", ""]
+    return "\n".join(lines)

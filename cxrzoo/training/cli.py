@@ -1,0 +1,159 @@
+"""``cxrzoo train`` and ``cxrzoo crossval``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+#: Image size used on the synthetic phantoms when none is given: small enough for a CPU.
+SYNTHETIC_IMAGE_SIZE = 64
+
+
+def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that say which data to use, shared by train, crossval and evaluate."""
+    options = [
+        click.option("--data", type=click.Path(file_okay=False), help="NIH ChestX-ray14 folder (Kaggle layout)."),
+        click.option("--dataset", help="A registered dataset instead of --data (default: synthetic)."),
+        click.option("--synthetic-n", type=int, help="Number of synthetic phantoms (default 2000)."),
+        click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+                     help="Share of train_val and of test to use, stratified by label."),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def dataset_options(data: str | None, dataset: str | None, synthetic_n: int | None) -> dict[str, Any] | None:
+    if data and dataset:
+        raise click.UsageError("Give --data or --dataset, not both")
+    if synthetic_n is not None:
+        if data or (dataset and dataset != "synthetic"):
+            raise click.UsageError("--synthetic-n only applies to the synthetic dataset")
+        return {"n": synthetic_n}
+    return None
+
+
+def split_settings(
+    pairs: tuple[str, ...], config_fields: set[str], recipe_fields: set[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Route ``--set KEY=VALUE`` to the model config or the training recipe."""
+    config, recipe = {}, {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--set")
+        key, value = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key in config_fields:
+            config[key] = value
+        elif key in recipe_fields:
+            recipe[key] = value
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(config_fields | recipe_fields), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise click.BadParameter(
+                f"{key!r} is neither a model config option nor a recipe option.{hint} "
+                f"Model: {', '.join(sorted(config_fields))}. Recipe: {', '.join(sorted(recipe_fields))}.",
+                param_hint="--set",
+            )
+    return config, recipe
+
+
+def _settings(
+    model: str, image_size: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
+    sets: tuple[str, ...], training_on_synthetic: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from cxrzoo.plugins import models
+    from cxrzoo.training.recipes import Recipe
+
+    cls = models.get(model)
+    config_fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
+    config, recipe = split_settings(sets, config_fields, recipe_fields)
+    if image_size is not None:
+        config["image_size"] = image_size
+    elif training_on_synthetic and "image_size" not in config:
+        config["image_size"] = SYNTHETIC_IMAGE_SIZE
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if value is not None:
+            recipe[key] = value
+    return config, recipe
+
+
+@click.command()
+@click.argument("model")
+@data_options
+@click.option("--recipe", default="default", show_default=True, help="default, report (the founding report's) or quick.")
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--image-size", type=click.IntRange(min=16))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=float, help="Peak learning rate.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda when available.")
+@click.option("--name", help="Store name (default: MODEL).")
+@click.option("--resume", is_flag=True, help="Continue a killed run from its last epoch checkpoint.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a model config or recipe option, e.g. --set attention=false.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train(
+    model: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float, seed: int,
+    recipe: str, epochs: int | None, image_size: int | None, batch_size: int | None, lr: float | None,
+    device: str | None, name: str | None, resume: bool, sets: tuple[str, ...], no_progress: bool,
+) -> None:
+    """Train MODEL and save it, calibrated, in the store.
+
+    Without --data it trains on the built-in synthetic phantoms (at 64 px unless
+    --image-size says otherwise).
+    """
+    from cxrzoo.training.run import train_model
+
+    options = dataset_options(data, dataset, synthetic_n)
+    on_synthetic = data is None and (dataset in (None, "synthetic"))
+    config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets, on_synthetic)
+    train_model(
+        model, data=data, dataset=dataset, dataset_options=options, fraction=fraction, seed=seed,
+        recipe=recipe, recipe_overrides=recipe_overrides, config_overrides=config, device=device,
+        name=name, resume=resume, progress=not no_progress, echo=click.echo,
+    )
+
+
+@click.command()
+@click.argument("model")
+@data_options
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--recipe", default="default", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--image-size", type=click.IntRange(min=16))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=float)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-progress", is_flag=True)
+def crossval(
+    model: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float, seed: int,
+    folds: int, recipe: str, epochs: int | None, image_size: int | None, batch_size: int | None,
+    lr: float | None, device: str | None, sets: tuple[str, ...], as_json: bool, no_progress: bool,
+) -> None:
+    """Patient-grouped k-fold cross-validation of MODEL on the train_val images."""
+    from cxrzoo.training.run import crossval_model
+
+    options = dataset_options(data, dataset, synthetic_n)
+    on_synthetic = data is None and (dataset in (None, "synthetic"))
+    config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets, on_synthetic)
+    echo = (lambda _m: None) if as_json else click.echo
+    result = crossval_model(
+        model, folds=folds, data=data, dataset=dataset, dataset_options=options, fraction=fraction,
+        seed=seed, recipe=recipe, recipe_overrides=recipe_overrides, config_overrides=config,
+        device=device, progress=not no_progress and not as_json, echo=echo,
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    mean, std = result["macro_auroc_mean"], result["macro_auroc_std"]
+    click.echo(f"{model}: {folds}-fold macro AUROC {mean:.4f} ± {std if std is None else round(std, 4)}")

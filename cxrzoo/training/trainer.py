@@ -1,0 +1,381 @@
+"""The training loop: weighted BCE, AdamW/Adam, schedules, mixed precision, gradient
+accumulation, early stopping on validation AUROC, best-weight keeping, resumable
+checkpoints and DistributedDataParallel.
+
+Every epoch reseeds its randomness from ``(seed, epoch)`` (shuffling, augmentation,
+dropout, memory replay), so a run resumed from an epoch checkpoint continues exactly as an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxrzoo.model import ZooModel
+from cxrzoo.training.checkpoint import load_checkpoint, save_checkpoint
+from cxrzoo.training.distributed import DistContext
+from cxrzoo.training.loader import ArrayData, BatchLoader, epoch_order
+from cxrzoo.training.recipes import Recipe
+
+LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_macro_auroc", "lr", "seconds", "best"]
+
+
+class ResumeError(RuntimeError):
+    pass
+
+
+def positive_weights(labels: np.ndarray, max_weight: float) -> torch.Tensor:
+    """Inverse-frequency weight of the positive term per class, bounded to ``[1, max_weight]``."""
+    labels = np.asarray(labels, dtype=np.float64)
+    pos = labels.sum(0)
+    neg = len(labels) - pos
+    weight = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+    return torch.tensor(np.clip(weight, 1.0, max_weight), dtype=torch.float32)
+
+
+def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> float | None:
+    """Mean AUROC over the classes that have both positives and negatives."""
+    from cxrzoo.metrics import evaluate_predictions
+
+    names = [str(i) for i in range(labels.shape[1])]
+    return evaluate_predictions(labels, probs, names, metrics=["auroc"])["macro_auroc"]
+
+
+@dataclass
+class TrainResult:
+    best_score: float | None
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_arrays(
+    model: nn.Module,
+    data: ArrayData,
+    preprocessing: Any,
+    *,
+    device: torch.device,
+    batch_size: int = 128,
+    amp: bool = True,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Probabilities ``[N, L]`` for preprocessed arrays, in the data's order."""
+    was_training = model.training
+    model.eval()
+    out = []
+    loader = BatchLoader(data, batch_size, order=np.arange(len(data)), device=device)
+    try:
+        for x, _ in loader:
+            x = preprocessing.tensor(x)
+            if channels_last and device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, amp):
+                logits = model(x)
+            out.append(torch.sigmoid(logits.float()).cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, data.labels.shape[1]), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+class Trainer:
+    """Trains one :class:`ZooModel` on preprocessed arrays, validating every epoch."""
+
+    def __init__(
+        self,
+        model: ZooModel,
+        recipe: Recipe,
+        train: ArrayData,
+        val: ArrayData,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        run_config: dict[str, Any] | None = None,
+        progress: bool = True,
+        echo: Callable[[str], None] = print,
+        dist: DistContext | None = None,
+    ) -> None:
+        self.model = model
+        self.recipe = recipe
+        self.train_data, self.val_data = train, val
+        self.device = torch.device(device)
+        self.seed = seed
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.run_config = run_config or {}
+        self.progress = progress
+        self.dist = dist or DistContext()
+        self.echo = echo if self.dist.is_main else (lambda _msg: None)
+        if len(train) == 0:
+            raise ValueError("No training images left (all missing or unreadable?)")
+        if len(val) == 0:
+            raise ValueError("No validation images: early stopping and calibration need some")
+
+        self.prep = model.preprocessing(augment=recipe.augment)
+        self.model.to(self.device)
+        if self.device.type == "cuda" and recipe.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = self.model
+        if self.dist.world > 1:
+            self.net = self.dist.wrap(self.model)
+        if recipe.compile:
+            self.net = torch.compile(self.net)
+        self.pos_weight = (
+            positive_weights(train.labels, recipe.max_pos_weight).to(self.device)
+            if recipe.loss == "weighted_bce"
+            else None
+        )
+        self.optimizer = self._make_optimizer()
+        order = epoch_order(len(train), seed=seed, epoch=0, shuffle=True, rank=self.dist.rank, world=self.dist.world)
+        self.steps_per_epoch = math.ceil(math.ceil(len(order) / recipe.batch_size) / recipe.accumulate)
+        self.scheduler = self._make_scheduler()
+        self.scaler = torch.amp.GradScaler(
+            "cuda",
+            enabled=self.device.type == "cuda" and recipe.amp and not torch.cuda.is_bf16_supported(),
+        )
+
+    # -- construction -------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        r = self.recipe
+        decay, no_decay = [], []
+        for _, p in self.model.named_parameters():
+            if p.requires_grad:
+                # Norm scales and biases are not regularised.
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if r.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=r.lr)
+        if r.optimizer == "adam":
+            # The founding report's Adam: L2 penalty in the gradient, as torch.optim.Adam does.
+            return torch.optim.Adam(groups, lr=r.lr)
+        return torch.optim.SGD(groups, lr=r.lr, momentum=0.9, nesterov=True)
+
+    def _make_scheduler(self) -> Any:
+        r = self.recipe
+        total = max(1, r.epochs * self.steps_per_epoch)
+        if r.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=r.lr, total_steps=total, pct_start=r.warmup, anneal_strategy="cos"
+            )
+        if r.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total, eta_min=r.lr * 1e-3)
+        if r.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=r.plateau_factor, patience=r.plateau_patience
+            )
+        return None
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / "checkpoint.safetensors" if self.run_dir else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.run_dir / "train_log.csv" if self.run_dir else None
+
+    def _save(self, epoch: int, best: dict[str, torch.Tensor] | None, state: dict[str, Any]) -> None:
+        if not self.dist.is_main or self.checkpoint_path is None:
+            return
+        extra = {
+            "epoch": epoch,
+            "run_config": self.run_config,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            **state,
+        }
+        save_checkpoint(
+            self.checkpoint_path,
+            model=self.model.state_dict(),
+            best=best,
+            optimizer=self.optimizer.state_dict(),
+            extra=json.loads(json.dumps(extra, default=float)),
+        )
+
+    def _resume(self) -> tuple[int, dict[str, torch.Tensor] | None, dict[str, Any]]:
+        path = self.checkpoint_path
+        if path is None or not path.is_file():
+            raise ResumeError(f"Nothing to resume: no checkpoint at {path}")
+        ckpt = load_checkpoint(path)
+        extra = ckpt["extra"]
+        saved = extra.get("run_config", {})
+        if saved != json.loads(json.dumps(self.run_config, default=float)):
+            changed = sorted(k for k in set(saved) | set(self.run_config) if saved.get(k) != self.run_config.get(k))
+            raise ResumeError(
+                f"{path} was written by a run with different settings ({', '.join(changed)}); "
+                f"resume with the same options, or start afresh without --resume"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and extra.get("scheduler"):
+            self.scheduler.load_state_dict(extra["scheduler"])
+        if self.scaler.is_enabled() and extra.get("scaler"):
+            self.scaler.load_state_dict(extra["scaler"])
+        return int(extra["epoch"]) + 1, ckpt["best"], extra
+
+    def _write_log(self, history: list[dict[str, Any]]) -> None:
+        if not self.dist.is_main or self.log_path is None:
+            return
+        from cxrzoo.store import atomic_write_bytes
+
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: row.get(k) for k in LOG_FIELDS})
+        atomic_write_bytes(self.log_path, buf.getvalue().encode())
+
+    # -- the loop -------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> float:
+        r = self.recipe
+        torch.manual_seed(self.seed * 100_003 + epoch)
+        aug = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 1)
+        order = epoch_order(
+            len(self.train_data), seed=self.seed, epoch=epoch, shuffle=True, rank=self.dist.rank, world=self.dist.world
+        )
+        loader = BatchLoader(self.train_data, r.batch_size, order=order, device=self.device)
+        self.net.train()
+        total, count = 0.0, 0
+        bar = _progress(loader, f"epoch {epoch + 1}/{r.epochs}", enabled=self.progress and self.dist.is_main)
+        self.optimizer.zero_grad(set_to_none=True)
+        n_batches = len(loader)
+        for step, (x, y) in enumerate(bar):
+            x = self.prep.tensor(x, train=True, generator=aug)
+            if self.device.type == "cuda" and r.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            last = step + 1 == n_batches
+            sync = (step + 1) % r.accumulate == 0 or last
+            ctx = self.dist.no_sync(self.net) if not sync else contextlib.nullcontext()
+            with ctx:
+                with autocast_for(self.device, r.amp):
+                    logits = self.net(x)
+                loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=self.pos_weight)
+                aux = self.model.auxiliary_loss(y)
+                if aux is not None:
+                    loss = loss + aux
+                self.scaler.scale(loss / r.accumulate).backward()
+            if sync:
+                if r.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), r.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scheduler is not None and r.schedule != "plateau":
+                    # OneCycleLR refuses to step past its total; early-stopped runs never reach it.
+                    if r.schedule != "onecycle" or self.scheduler.last_epoch + 1 < self.scheduler.total_steps:
+                        self.scheduler.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)
+
+    def validate(self) -> tuple[np.ndarray, float | None, float]:
+        probs = predict_arrays(
+            self.model,
+            self.val_data,
+            self.prep,
+            device=self.device,
+            batch_size=self.recipe.eval_batch_size,
+            amp=self.recipe.amp,
+            channels_last=self.recipe.channels_last,
+        )
+        labels = self.val_data.labels.astype(np.float32)
+        with torch.no_grad():
+            p = torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)
+            val_loss = float(F.binary_cross_entropy(p, torch.from_numpy(labels)))
+        return probs, macro_auroc(labels, probs), val_loss
+
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        r = self.recipe
+        start, best_state, state = 0, None, {}
+        if resume:
+            start, best_state, state = self._resume()
+            self.echo(f"Resuming from epoch {start + 1} ({self.checkpoint_path})")
+        history: list[dict[str, Any]] = state.get("history", [])
+        best = state.get("best_score")
+        best_epoch = state.get("best_epoch", -1)
+        bad_epochs = state.get("bad_epochs", 0)
+        stopped_early = state.get("stopped_early", False)
+        for epoch in range(start, r.epochs):
+            if stopped_early:
+                break
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(epoch)
+            _, score, val_loss = self.validate()
+            if self.scheduler is not None and r.schedule == "plateau":
+                self.scheduler.step(score if score is not None else 0.0)
+            improved = score is not None and (best is None or score > best + 1e-4)
+            if improved or best_state is None:
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            if improved:
+                best, best_epoch, bad_epochs = score, epoch, 0
+            else:
+                bad_epochs += 1
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": round(train_loss, 6),
+                "val_loss": round(val_loss, 6),
+                "val_macro_auroc": None if score is None else round(score, 6),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t0, 2),
+                "best": bool(improved),
+            }
+            history.append(row)
+            auc = "undefined" if score is None else f"{score:.4f}"
+            self.echo(
+                f"epoch {epoch + 1:>3}/{r.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                f"val macro AUROC {auc}{'  *' if improved else ''}  ({row['seconds']:.1f}s)"
+            )
+            if bad_epochs >= r.patience and epoch + 1 >= r.min_epochs:
+                stopped_early = True
+                self.echo(f"Early stop: no better validation AUROC for {r.patience} epochs")
+            self._save(
+                epoch,
+                best_state,
+                {
+                    "history": history,
+                    "best_score": best,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "stopped_early": stopped_early,
+                },
+            )
+            self._write_log(history)
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return TrainResult(best, best_epoch + 1, len(history), history, stopped_early)
+
+
+def _progress(iterable: Any, desc: str, *, enabled: bool) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=None)
