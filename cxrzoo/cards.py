@@ -1,12 +1,453 @@
-"""Model cards: the README.md saved beside every trained model."""
+"""Model cards: the README.md saved beside every trained model and pushed to the Hub with it.
+
+A card is the architecture's hand-written source, ``model_cards/<architecture>.md`` at the
+top of the repository, with ``{{ placeholder }}`` fields filled from the model's config.json:
+metrics, calibrated thresholds, preprocessing, training recipe, data and the weights' sha256.
+Its YAML front matter is Hub metadata (license, tags, datasets and a ``model-index`` with the
+AUROCs), built by :mod:`cxrzoo.hub` with huggingface_hub's own ``ModelCardData``.
+
+An architecture without a source (a third-party plugin, or an installed package that does not
+carry the ``model_cards`` folder) gets :data:`GENERIC_CARD`. Every field is optional: an
+untrained model's card renders too, saying what is not known yet.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+#: Where the card sources live: ``model_cards/`` beside the ``cxrzoo`` package.
+CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
-def render_card(model: Any, config_doc: dict[str, Any]) -> str:
-    """The model card of ``model`` as Markdown with Hub YAML metadata."""
+TAGS = ("cxrzoo", "chest-x-ray", "medical-imaging", "multi-label-classification")
+TASK_TYPE = "image-classification"
+TASK_NAME = "Multi-label classification of the 14 NIH ChestX-ray14 findings"
+
+#: Training/evaluation dataset names in config.json -> (dataset id, readable name).
+DATASETS: dict[str, tuple[str, str]] = {
+    "nih14": ("nih-chest-xrays", "NIH ChestX-ray14"),
+    "synthetic": ("cxrzoo-synthetic", "cxrzoo synthetic chest X-ray phantoms"),
+}
+#: Datasets worth listing in the card's ``datasets`` metadata (the phantoms are generated, not hosted).
+HUB_DATASETS = ("nih14",)
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_MISSING = "–"
+
+GENERIC_CARD = """\
+# {{ name }}
+
+A cxrzoo model of architecture `{{ architecture }}` for multi-label classification of the 14
+findings of NIH ChestX-ray14 on frontal chest radiographs ({{ parameters }} parameters).
+
+{{ summary }}
+
+## Intended use
+
+Research on chest X-ray classification only. This model is **not a medical device**: it is
+not cleared or approved for clinical use and must not be used for diagnosis, triage or any
+decision about a patient.
+
+## Evaluation
+
+{{ metrics_table }}
+
+## Decision thresholds
+
+{{ thresholds }}
+
+## Preprocessing
+
+{{ preprocessing }}
+
+## Training
+
+{{ training }}
+
+## Data
+
+{{ data }}
+
+## Configuration
+
+{{ config }}
+
+## Limitations
+
+- NIH ChestX-ray14 labels were mined from radiology reports by NLP and are noisy.
+- Inputs are small (64 or 224 px); fine findings may be lost at that size.
+- Performance drops under dataset shift (other hospitals, scanners, populations).
+- Rare findings have few positive examples, so their metrics are uncertain.
+
+## Weights
+
+{{ weights }}
+
+## Citation
+
+```bibtex
+@inproceedings{wang2017chestxray8,
+  title     = {ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks on Weakly-Supervised
+               Classification and Localization of Common Thorax Diseases},
+  author    = {Wang, Xiaosong and Peng, Yifan and Lu, Le and Lu, Zhiyong and Bagheri, Mohammadhadi
+               and Summers, Ronald M.},
+  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {3462--3471},
+  year      = {2017}
+}
+```
+"""
+
+
+def card_source(architecture: str) -> str:
+    """The hand-written card of ``architecture``, or :data:`GENERIC_CARD` when it has none."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", architecture or ""):
+        path = CARDS_DIR / f"{architecture}.md"
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    return GENERIC_CARD
+
+
+def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
+    """The model card (README.md) of a model, from its config.json document.
+
+    ``model`` is only consulted for its name and architecture when the document lacks them;
+    pass ``None`` to render a card from a config.json alone.
+    """
     from cxrzoo import hub
 
-    return hub.render_model_card(model, config_doc)
+    architecture = str(config_doc.get("architecture") or getattr(model, "architecture", "") or "model")
+    metadata = getattr(model, "metadata", None) or {}
+    name = str(metadata.get("name") or f"cxrzoo-{architecture}")
+    context = card_context(config_doc, name=name)
+    body = fill(card_source(architecture), context)
+    training = config_doc.get("training") or {}
+    dataset = training.get("dataset")
+    datasets = [DATASETS[dataset][0]] if dataset in HUB_DATASETS else None
+    return hub.build_model_card(
+        body,
+        model_name=name,
+        tags=[*TAGS, architecture],
+        datasets=datasets,
+        eval_results=eval_results(config_doc),
+        metrics=["roc_auc", "f1", "precision", "recall"] if config_doc.get("metrics") else None,
+    )
+
+
+def fill(source: str, context: Mapping[str, str]) -> str:
+    """Replace every ``{{ key }}`` in ``source``; an unknown key is an error, not a blank."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in context:
+            raise KeyError(f"model card placeholder {{{{ {key} }}}} is unknown; known: {sorted(context)}")
+        return context[key]
+
+    return _PLACEHOLDER.sub(value, source)
+
+
+def eval_results(config_doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The AUROCs as ``EvalResult`` keyword arguments: macro first, then one per finding."""
+    metrics = config_doc.get("metrics") or {}
+    dataset_key = str(metrics.get("dataset") or (config_doc.get("training") or {}).get("dataset") or "")
+    if not metrics or not dataset_key:
+        return []
+    dataset_type, dataset_name = DATASETS.get(dataset_key, (dataset_key, dataset_key))
+    common = {
+        "task_type": TASK_TYPE,
+        "task_name": TASK_NAME,
+        "dataset_type": dataset_type,
+        "dataset_name": dataset_name,
+        "dataset_split": metrics.get("split"),
+        "metric_type": "roc_auc",
+    }
+    results = []
+    macro = _number(metrics.get("macro_auroc"))
+    if macro is not None:
+        results.append(
+            {**common, "metric_name": "Macro AUROC", "metric_config": "macro", "metric_value": macro}
+        )
+    for label, values in (metrics.get("per_class") or {}).items():
+        auroc = _number((values or {}).get("auroc"))
+        if auroc is not None:
+            results.append(
+                {**common, "metric_name": f"AUROC {label}", "metric_config": label, "metric_value": auroc}
+            )
+    return results
+
+
+def card_context(config_doc: Mapping[str, Any], *, name: str) -> dict[str, str]:
+    """Markdown for every placeholder a card source may use."""
+    config = config_doc.get("config") or {}
+    weights = config_doc.get("weights") or {}
+    parameters = weights.get("parameters")
+    return {
+        "name": name,
+        "architecture": str(config_doc.get("architecture") or ""),
+        "parameters": f"{parameters:,}" if isinstance(parameters, int) else "an unrecorded number of",
+        "summary": _summary(config_doc),
+        "metrics_table": _metrics_table(config_doc),
+        "thresholds": _thresholds(config_doc),
+        "preprocessing": _preprocessing(config),
+        "training": _training(config_doc),
+        "data": _data(config_doc),
+        "config": _config(config),
+        "weights": _weights(config_doc),
+        "rare_labels": ", ".join(config.get("rare_labels") or []) or _MISSING,
+        "members": _members(config),
+    }
+
+
+# -- sections -------------------------------------------------------------------------------
+def _number(value: Any, digits: int = 4) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        return None
+    return round(float(value), digits)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    number = _number(value, digits)
+    return _MISSING if number is None else f"{number:.{digits}f}"
+
+
+def _code(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _summary(doc: Mapping[str, Any]) -> str:
+    training = doc.get("training") or {}
+    metrics = doc.get("metrics") or {}
+    if not training:
+        return (
+            "**No training is recorded for this model**: unless it was assembled from trained "
+            "parts, its weights are a random initialisation. Train it with `cxrzoo train` before "
+            "relying on its outputs."
+        )
+    dataset = DATASETS.get(
+        str(training.get("dataset")), (None, training.get("dataset") or "unrecorded data")
+    )[1]
+    text = f"Trained on {dataset}"
+    fraction = training.get("fraction")
+    if isinstance(fraction, int | float) and fraction < 1:
+        text += f" ({fraction:.0%} of the images)"
+    if training.get("seed") is not None:
+        text += f" with seed {training['seed']}"
+    text += "."
+    macro = _number(metrics.get("macro_auroc"))
+    if macro is not None:
+        text += f" Macro AUROC **{macro:.3f}** on the {metrics.get('split', 'held-out')} split."
+    if training.get("dataset") == "synthetic":
+        text += (
+            " The synthetic phantoms only exercise the pipeline: these weights have never seen a "
+            "real radiograph and say nothing about clinical performance."
+        )
+    return text
+
+
+def _metrics_table(doc: Mapping[str, Any]) -> str:
+    metrics = doc.get("metrics") or {}
+    per_class = metrics.get("per_class") or {}
+    if not per_class and metrics.get("macro_auroc") is None:
+        return "No evaluation is recorded for this model."
+    dataset = DATASETS.get(str(metrics.get("dataset")), (None, metrics.get("dataset") or "unrecorded data"))[
+        1
+    ]
+    # Positive counts tell how much to trust a finding's numbers (rare findings have few).
+    counts = any(isinstance((v or {}).get("positives"), int) for v in per_class.values())
+    lines = [
+        f"Measured on the **{metrics.get('split', 'unrecorded')}** split of {dataset}. F1, precision "
+        "and recall are taken at each finding's calibrated decision threshold.",
+        "",
+        "| Finding | AUROC | F1 | Precision | Recall | Threshold |" + (" Positives |" if counts else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if counts else ""),
+    ]
+    for label, values in per_class.items():
+        v = values or {}
+        row = (
+            f"| {label} | {_fmt(v.get('auroc'))} | {_fmt(v.get('f1'))} | {_fmt(v.get('precision'))} "
+            f"| {_fmt(v.get('recall'))} | {_fmt(v.get('threshold'))} |"
+        )
+        if counts:
+            row += f" {v.get('positives', _MISSING)} |"
+        lines.append(row)
+    macro = metrics.get("macro") or {}
+    lines.append(
+        f"| **Macro** | **{_fmt(metrics.get('macro_auroc'))}** | {_fmt(macro.get('f1'))} "
+        f"| {_fmt(macro.get('precision'))} | {_fmt(macro.get('recall'))} | |" + (" |" if counts else "")
+    )
+    return "\n".join(lines)
+
+
+def _thresholds(doc: Mapping[str, Any]) -> str:
+    config = doc.get("config") or {}
+    labels = config.get("labels") or []
+    thresholds = config.get("thresholds")
+    if not thresholds:
+        return (
+            "Not calibrated: every finding is called positive at probability 0.5. Calibrate on "
+            "validation data before reading the positive calls."
+        )
+    calibration = doc.get("calibration") or {}
+    how = ""
+    if calibration:
+        how = (
+            f" chosen to maximise {calibration.get('method', 'an unrecorded criterion')} on the "
+            f"{calibration.get('split', 'unrecorded')} split"
+        )
+    lines = [
+        f"A finding is called positive when its probability reaches its threshold{how}. They are "
+        "saved in config.json and used by `model.positives(...)`.",
+        "",
+        "| Finding | Threshold |",
+        "|---|---:|",
+    ]
+    lines += [f"| {label} | {_fmt(t)} |" for label, t in zip(labels, thresholds, strict=False)]
+    return "\n".join(lines)
+
+
+def _preprocessing(config: Mapping[str, Any]) -> str:
+    steps = config.get("preprocessing") or []
+    if not steps:
+        return "None recorded."
+    size = config.get("image_size")
+    lines = [
+        "Applied in this order at training and at inference (recorded in config.json, so "
+        "`model.predict` repeats it):",
+        "",
+    ]
+    for i, step in enumerate(steps, 1):
+        description = f"to {size} x {size} px" if step == "resize" and size else _transform_description(step)
+        lines.append(f"{i}. `{step}`" + (f": {description}" if description else ""))
+    lines.append("")
+    lines.append(
+        f"Input: {config.get('in_chans', 1)} channel(s) of {size or '?'} x {size or '?'} px, decoded "
+        "from 8-bit grey images."
+    )
+    return "\n".join(lines)
+
+
+def _transform_description(name: str) -> str:
+    try:
+        from cxrzoo.plugins import transforms
+
+        return transforms.entry(name).description.rstrip(".")
+    except Exception:  # a card must render even when a transform's plugin is missing
+        return ""
+
+
+#: Training facts shown under Data rather than Training.
+_DATA_KEYS = {
+    "dataset",
+    "data",
+    "options",
+    "fraction",
+    "val_fraction",
+    "seed",
+    "split",
+    "image_size",
+    "recipe",
+}
+
+
+def _training(doc: Mapping[str, Any]) -> str:
+    training = doc.get("training") or {}
+    if not training:
+        return "No training is recorded."
+    recipe = dict(training.get("recipe") or {})
+    lines = [f"Recipe {_code(recipe.pop('name', None) or 'unrecorded')}, seed {_code(training.get('seed'))}."]
+    if recipe:
+        lines += ["", "| Setting | Value |", "|---|---|"]
+        lines += [f"| {key} | {_code(value)} |" for key, value in recipe.items()]
+    run = {k: v for k, v in training.items() if k not in _DATA_KEYS}
+    if run:
+        lines += ["", "| Run | Value |", "|---|---|"]
+        lines += [f"| {key} | {_code(value)} |" for key, value in run.items()]
+    return "\n".join(lines)
+
+
+def _data(doc: Mapping[str, Any]) -> str:
+    training = doc.get("training") or {}
+    if not training:
+        return "No training data is recorded."
+    dataset_key = str(training.get("dataset"))
+    dataset = DATASETS.get(dataset_key, (None, training.get("dataset") or "unrecorded"))[1]
+    lines = [
+        f"- Dataset: {dataset} (`{dataset_key}`)",
+        f"- Source: {_code(training.get('data', _MISSING))}",
+    ]
+    if training.get("options"):
+        lines.append(f"- Dataset options: {_code(training['options'])}")
+    if training.get("fraction") is not None:
+        lines.append(f"- Fraction of the images used: {training['fraction']}")
+    if training.get("val_fraction") is not None:
+        lines.append(f"- Validation fraction: {training['val_fraction']}")
+    if training.get("image_size") is not None:
+        lines.append(f"- Image size: {training['image_size']} px")
+    split = training.get("split") or {}
+    if split:
+        lines += ["", "| Split | Images | Patients |", "|---|---:|---:|"]
+        for part, count in split.items():
+            images, patients = (
+                (count.get("images"), count.get("patients")) if isinstance(count, dict) else (count, None)
+            )
+            lines.append(f"| {part} | {_count(images)} | {_count(patients)} |")
+    return "\n".join(lines)
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _MISSING
+
+
+def _config(config: Mapping[str, Any]) -> str:
+    shown = {
+        k: v for k, v in config.items() if k not in {"labels", "thresholds", "preprocessing", "member_specs"}
+    }
+    if not shown:
+        return "Defaults."
+    lines = ["| Option | Value |", "|---|---|"]
+    lines += [f"| {key} | {_code(value)} |" for key, value in shown.items()]
+    return "\n".join(lines)
+
+
+def _members(config: Mapping[str, Any]) -> str:
+    members = config.get("members") or []
+    if not members:
+        return "No members recorded."
+    specs = config.get("member_specs") or []
+    weights = config.get("weights")
+    total = sum(weights) if weights else len(members)
+    lines = ["| Member | Architecture | Weight |", "|---|---|---:|"]
+    for i, member in enumerate(members):
+        arch = (
+            specs[i].get("architecture", _MISSING)
+            if i < len(specs) and isinstance(specs[i], dict)
+            else _MISSING
+        )
+        weight = (weights[i] if weights else 1.0) / total if total else 0.0
+        lines.append(f"| {member} | `{arch}` | {weight:.3f} |")
+    return "\n".join(lines)
+
+
+def _weights(doc: Mapping[str, Any]) -> str:
+    weights = doc.get("weights") or {}
+    lines = [
+        f"- File: `{weights.get('file', 'model.safetensors')}` (safetensors; nothing is pickled)",
+        f"- sha256: `{weights.get('sha256', _MISSING)}`",
+    ]
+    if weights.get("parameters") is not None:
+        lines.append(f"- Parameters: {weights['parameters']:,}")
+    versions = doc.get("versions") or {}
+    if versions:
+        lines.append("- Saved with: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if doc.get("saved"):
+        lines.append(f"- Saved: {doc['saved']}")
+    lines.append("")
+    lines.append(
+        "cxrzoo checks the sha256 above against the weights every time it loads or pulls this "
+        "model and refuses weights that differ."
+    )
+    return "\n".join(lines)

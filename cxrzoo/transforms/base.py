@@ -117,7 +117,7 @@ class Preprocessing:
                 if self.tensor_steps:
                     raise TransformError(
                         f"Preprocessing step {spec!r} works on images but comes after a "
-                        f"tensor step; put image steps ({', '.join(self.image_specs)}) first"
+                        f"tensor step in {list(self.specs)}; put every image step first"
                     )
                 self.image_steps.append(step)
             elif step.stage == "tensor":

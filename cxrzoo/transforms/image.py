@@ -121,26 +121,24 @@ class LungMask(Transform):
 
 
 def estimate_lung_mask(img: np.ndarray) -> np.ndarray:
+    """Approximate lungs: the large dark regions enclosed by the brighter body.
+
+    Otsu separates bright tissue from dark air; dark regions that do not touch the image
+    border are air inside the chest. The two largest are kept, closed and slightly dilated so
+    lung borders and opacities stay in. Falls back to the whole image when nothing fits.
+    """
     h, w = img.shape
     blur = cv2.GaussianBlur(img, (0, 0), max(1.0, min(h, w) / 128))
-    _, body = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    # Lungs are the dark regions enclosed by the body: threshold the inside of the body.
-    inside = blur[body > 0]
-    if inside.size == 0:
-        return np.ones_like(img, dtype=bool)
-    level, _ = cv2.threshold(inside.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    dark = ((blur < level) & (cv2.erode(body, np.ones((3, 3), np.uint8)) > 0)).astype(np.uint8)
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = (bright == 0).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark)
-    if count <= 1:
-        return np.ones_like(img, dtype=bool)
-    # Skip components touching the border (air outside the body).
     candidates = []
     for i in range(1, count):
         x, y, bw, bh, area = stats[i]
         if x == 0 or y == 0 or x + bw >= w or y + bh >= h:
-            continue
+            continue  # air outside the body
         candidates.append((area, i))
-    keep = [i for _, i in sorted(candidates, reverse=True)[:2]]
+    keep = [i for area, i in sorted(candidates, reverse=True)[:2] if area >= 0.01 * h * w]
     if not keep:
         return np.ones_like(img, dtype=bool)
     mask = np.isin(labels, keep).astype(np.uint8)
