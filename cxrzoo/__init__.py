@@ -1,9 +1,9 @@
 """cxrzoo: a model zoo for the 14 findings of NIH ChestX-ray14.
 
-    import cxrzoo
-    model = cxrzoo.create_model("advanced_resnet")   # untrained, from its registry name
-    model = cxrzoo.load("ensemble")                  # trained, from the store (or hf://org/repo)
-    probs = model.predict(["chest.png"])             # [{label: probability}]
+import cxrzoo
+model = cxrzoo.create_model("advanced_resnet")   # untrained, from its registry name
+model = cxrzoo.load("ensemble")                  # trained, from the store (or hf://org/repo)
+probs = model.predict(["chest.png"])             # [{label: probability}]
 """
 
 from __future__ import annotations

@@ -15,16 +15,33 @@ class _Group(click.Group):
     """Turns cxrzoo's own errors into one clear line and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from cxrzoo.config import ConfigError
-        from cxrzoo.data.io import ImageReadError
-        from cxrzoo.registry import RegistryError
-        from cxrzoo.store import StoreError
-        from cxrzoo.transforms import TransformError
-
         try:
             return super().invoke(ctx)
-        except (RegistryError, StoreError, ConfigError, ImageReadError, TransformError) as exc:
+        except _user_errors() as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors about the user's input or files: shown as one line, not a traceback."""
+    from cxrzoo.config import ConfigError
+    from cxrzoo.data.base import DatasetError
+    from cxrzoo.data.io import ImageReadError
+    from cxrzoo.registry import RegistryError
+    from cxrzoo.store import StoreError
+    from cxrzoo.training.checkpoint import CheckpointError
+    from cxrzoo.training.trainer import ResumeError
+    from cxrzoo.transforms import TransformError
+
+    return (
+        ConfigError,
+        DatasetError,
+        ImageReadError,
+        RegistryError,
+        StoreError,
+        CheckpointError,
+        ResumeError,
+        TransformError,
+    )
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

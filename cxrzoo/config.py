@@ -51,9 +51,7 @@ class ModelConfig:
         if self.image_size < 16:
             raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
         if self.thresholds is not None and len(self.thresholds) != len(self.labels):
-            raise ConfigError(
-                f"thresholds has {len(self.thresholds)} values for {len(self.labels)} labels"
-            )
+            raise ConfigError(f"thresholds has {len(self.thresholds)} values for {len(self.labels)} labels")
 
     def for_data(self: C, label_prevalence: dict[str, float]) -> C:
         """The config to train with, given the training split's label prevalence.
@@ -79,8 +77,7 @@ class ModelConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(
-                f"{source}: unknown key(s) {unknown} for {cls.__name__}; "
-                f"accepted: {sorted(names)}"
+                f"{source}: unknown key(s) {unknown} for {cls.__name__}; accepted: {sorted(names)}"
             )
         hints = typing.get_type_hints(cls)
         values = {k: coerce(hints[k], v, key=k) for k, v in data.items()}
@@ -92,8 +89,7 @@ class ModelConfig:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ConfigError(
-                f"Unknown config option(s) {unknown} for {type(self).__name__}; "
-                f"accepted: {sorted(names)}"
+                f"Unknown config option(s) {unknown} for {type(self).__name__}; accepted: {sorted(names)}"
             )
         hints = typing.get_type_hints(type(self))
         values = {k: coerce(hints[k], v, key=k) for k, v in changes.items()}
@@ -133,8 +129,10 @@ def coerce(tp: Any, value: Any, *, key: str = "value") -> Any:
     """Convert ``value`` (from JSON or a command line) to the annotated type ``tp``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if isinstance(value, str) and tp is not str and not (
-        origin in (typing.Union, types.UnionType) and str in args
+    if (
+        isinstance(value, str)
+        and tp is not str
+        and not (origin in (typing.Union, types.UnionType) and str in args)
     ):
         value = parse_value(value)
     if origin in (typing.Union, types.UnionType):

@@ -45,7 +45,9 @@ def export_onnx(
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        x = torch.randn(3, cfg.in_chans, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(
+            3, cfg.in_chans, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0)
+        )
         with torch.no_grad():
             expected = model(x).numpy()
         got = session.run(["logits"], {"image": x.numpy()})[0]

@@ -33,8 +33,7 @@ class ZooModel(nn.Module):
         config = config if config is not None else self.config_class()
         if not isinstance(config, self.config_class):
             raise TypeError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, "
-                f"got {type(config).__name__}"
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
             )
         if overrides:
             config = config.replace(**overrides)
@@ -90,7 +89,7 @@ class ZooModel(nn.Module):
             return np.full(len(self.labels), 0.5)
         return np.asarray(self.config.thresholds, dtype=float)
 
-    def preprocessing(self, augment: str | None = None):  # noqa: ANN201
+    def preprocessing(self, augment: str | None = None):
         from cxrzoo.transforms import Preprocessing
 
         return Preprocessing.from_config(self.config, augment=augment)
@@ -154,9 +153,7 @@ class ZooModel(nn.Module):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return torch.cat(out).numpy()
 
-    def predict(
-        self, images: ImageLike | Iterable[ImageLike], **kwargs: Any
-    ) -> list[dict[str, float]]:
+    def predict(self, images: ImageLike | Iterable[ImageLike], **kwargs: Any) -> list[dict[str, float]]:
         """Per image ``{label: probability}``, in label order."""
         probs = self.predict_proba(images, **kwargs)
         return [dict(zip(self.labels, map(float, row), strict=True)) for row in probs]

@@ -166,7 +166,9 @@ def _register(module: ModuleType | object, info: PluginInfo) -> PluginInfo:
         import difflib
 
         hints = {n: difflib.get_close_matches(n, HOOKS.values(), n=1) for n in unknown}
-        described = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+        described = ", ".join(
+            f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items()
+        )
         info.error = f"invalid plugin: {described} is not a cxrzoo hook; hooks: {', '.join(HOOKS.values())}"
         _state.manager.unregister(name=info.name)
         return info
@@ -180,10 +182,18 @@ def _register(module: ModuleType | object, info: PluginInfo) -> PluginInfo:
         for impl in impls:
             added: list[str] = []
 
-            def register(name: str, obj: Any, *, description: str = "", **meta: Any) -> None:
+            def register(
+                name: str,
+                obj: Any,
+                *,
+                description: str = "",
+                _registry: Registry[Any] = registry,
+                _added: list[str] = added,
+                **meta: Any,
+            ) -> None:
                 source = info.distribution or info.name
-                registry.add(name, obj, source=source, description=description, **meta)
-                added.append(name)
+                _registry.add(name, obj, source=source, description=description, **meta)
+                _added.append(name)
 
             try:
                 impl.function(register=register)

@@ -204,7 +204,7 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise StoreError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise StoreError(f"{path}: not a cxrzoo model config (no \"format\": \"{FORMAT}\")")
+        raise StoreError(f'{path}: not a cxrzoo model config (no "format": "{FORMAT}")')
     if doc.get("format_version", 0) > FORMAT_VERSION:
         raise StoreError(
             f"{path}: written by a newer cxrzoo (format {doc['format_version']}); upgrade cxrzoo"

@@ -96,7 +96,9 @@ def check_save_load(model: ZooModel) -> None:
     assert loaded.config == model.config, "config changed through save/load"
     with torch.no_grad():
         after = loaded(x)
-    assert torch.equal(before, after), f"outputs differ after load (max {float((before - after).abs().max())})"
+    assert torch.equal(before, after), (
+        f"outputs differ after load (max {float((before - after).abs().max())})"
+    )
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b), f"tensor {k} differs after load"
 

@@ -12,8 +12,16 @@ def invoke(*args):
 def test_list_shows_every_kind_with_sources():
     result = invoke("list")
     assert result.exit_code == 0
-    for name in ("advanced_resnet", "chest_xray_attention", "rare_disease", "ensemble", "nih14", "synthetic",
-                 "clahe", "auroc"):
+    for name in (
+        "advanced_resnet",
+        "chest_xray_attention",
+        "rare_disease",
+        "ensemble",
+        "nih14",
+        "synthetic",
+        "clahe",
+        "auroc",
+    ):
         assert name in result.output
     assert "cxrzoo-rare-disease" in result.output
 
@@ -40,8 +48,13 @@ def test_unknown_model_is_one_line_with_suggestions():
 def test_plugins_lists_each_distribution():
     data = json.loads(invoke("plugins", "--json").output)
     dists = {p["distribution"] for p in data}
-    assert {"cxrzoo", "cxrzoo-advanced-resnet", "cxrzoo-chest-attention", "cxrzoo-rare-disease",
-            "cxrzoo-ensemble"} <= dists
+    assert {
+        "cxrzoo",
+        "cxrzoo-advanced-resnet",
+        "cxrzoo-chest-attention",
+        "cxrzoo-rare-disease",
+        "cxrzoo-ensemble",
+    } <= dists
     assert all(p["version"] for p in data)
     rare = next(p for p in data if p["distribution"] == "cxrzoo-rare-disease")
     assert rare["registered"] == {"model": ["rare_disease"]} and rare["error"] is None

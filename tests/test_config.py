@@ -16,8 +16,14 @@ def test_configs_are_frozen_and_round_trip_through_json():
 
 
 def test_overrides_accept_command_line_strings():
-    cfg = cxrzoo.create_model("advanced_resnet", backbone="test_resnet", attention="false",
-                              fpn_channels="16", dropout="0.1", in_chans=1).config
+    cfg = cxrzoo.create_model(
+        "advanced_resnet",
+        backbone="test_resnet",
+        attention="false",
+        fpn_channels="16",
+        dropout="0.1",
+        in_chans=1,
+    ).config
     assert cfg.attention is False and cfg.fpn_channels == 16 and cfg.dropout == 0.1
     cfg = cfg.replace(preprocessing="resize,clahe,scale,normalize_grey")
     assert cfg.preprocessing == ("resize", "clahe", "scale", "normalize_grey")

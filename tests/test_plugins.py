@@ -7,15 +7,15 @@ import sys
 import types
 from pathlib import Path
 
-import pytest
-
 from cxrzoo import hookimpl, plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUR = {"advanced_resnet", "chest_xray_attention", "rare_disease", "ensemble"}
 
 
-def run_cli(*args: str, env_extra: dict | None = None, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env_extra: dict | None = None, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
@@ -38,7 +38,7 @@ def test_broken_plugin_does_not_break_list_and_is_reported(tmp_path):
     fake_distribution(tmp_path, "cxrzoo-broken", "broken_plugin", "raise RuntimeError('boom on import')\n")
     listed = run_cli("list", "--kind", "model", "--json", pythonpath=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    assert FOUR <= {m["name"] for m in json.loads(listed.stdout)}
+    assert {m["name"] for m in json.loads(listed.stdout)} >= FOUR
     assert "broken_plugin" in listed.stderr  # a one-line hint, not a traceback
     assert "Traceback" not in listed.stderr
 
@@ -52,7 +52,9 @@ def test_broken_plugin_does_not_break_list_and_is_reported(tmp_path):
 
 
 def test_block_and_allow_lists(tmp_path):
-    blocked = run_cli("list", "--kind", "model", "--json", env_extra={"CXRZOO_BLOCK_PLUGINS": "cxrzoo-ensemble"})
+    blocked = run_cli(
+        "list", "--kind", "model", "--json", env_extra={"CXRZOO_BLOCK_PLUGINS": "cxrzoo-ensemble"}
+    )
     assert {m["name"] for m in json.loads(blocked.stdout)} == FOUR - {"ensemble"}
     only = run_cli("list", "--json", env_extra={"CXRZOO_PLUGINS": "rare_disease"})
     data = json.loads(only.stdout)
@@ -63,9 +65,21 @@ def test_block_and_allow_lists(tmp_path):
 def test_installed_example_plugin_is_listed(tmp_path):
     site = tmp_path / "site"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(ROOT / "examples" / "cxrzoo-example-plugin")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(ROOT / "examples" / "cxrzoo-example-plugin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert pip.returncode == 0, pip.stderr
     listed = run_cli("list", "--kind", "model", "--json", pythonpath=site)
@@ -97,7 +111,7 @@ def test_hook_error_is_isolated_and_rolled_back():
     try:
         assert "register_models failed" in info.error and "second model failed" in info.error
         assert "half_model" not in plugins.models
-        assert FOUR <= set(plugins.models.names())
+        assert set(plugins.models.names()) >= FOUR
     finally:
         plugins.unregister_plugin("half-broken")
 

@@ -23,8 +23,11 @@ def test_specs_parse_with_options():
 
 
 def test_pipeline_shapes_channels_and_normalisation():
-    prep = Preprocessing(["denoise", "clahe(clip_limit=2.0)", "resize", "scale", "normalize_imagenet"],
-                         image_size=32, in_chans=3)
+    prep = Preprocessing(
+        ["denoise", "clahe(clip_limit=2.0)", "resize", "scale", "normalize_imagenet"],
+        image_size=32,
+        in_chans=3,
+    )
     x = prep(_image())
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     # ImageNet statistics are per channel, so the repeated grey channels differ after normalising.
@@ -77,8 +80,11 @@ def test_augmentation_is_seeded_and_only_in_training():
 
 
 def test_flip_only_augmentation_mirrors():
-    prep = Preprocessing(["resize", "scale"], image_size=16,
-                         augment="augment(hflip=1.0, rotate=0, crop_scale=(1.0, 1.0), brightness=0, contrast=0)")
+    prep = Preprocessing(
+        ["resize", "scale"],
+        image_size=16,
+        augment="augment(hflip=1.0, rotate=0, crop_scale=(1.0, 1.0), brightness=0, contrast=0)",
+    )
     img = np.zeros((16, 16), np.uint8)
     img[:, :4] = 255
     out = prep.tensor(torch.from_numpy(img)[None], train=True, generator=torch.Generator().manual_seed(0))

@@ -8,8 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# libpng reports truncated files on stderr as well as failing; the failure is what we use.
-cv2.setLogLevel(0) if hasattr(cv2, "setLogLevel") else None
+# OpenCV logs a warning for every file it cannot decode; the exception we raise says it better.
+try:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:  # pragma: no cover - older OpenCV builds
+    pass
 
 
 class ImageReadError(OSError):
@@ -45,7 +48,7 @@ def to_grey_uint8(img: np.ndarray, *, source: str = "image") -> np.ndarray:
         return (img >> 8).astype(np.uint8) if img.max() > 255 else img.astype(np.uint8)
     if np.issubdtype(img.dtype, np.floating):
         lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
-        if 0.0 <= lo and hi <= 1.0:
+        if lo >= 0.0 and hi <= 1.0:
             return np.round(img * 255).astype(np.uint8)
         if hi > lo:
             return np.round((img - lo) * (255.0 / (hi - lo))).astype(np.uint8)
@@ -68,6 +71,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(path, "empty file")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
-        kind = "truncated" if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" else "not a decodable image"
-        raise ImageReadError(path, kind)
+        raise ImageReadError(path, _why_undecodable(data))
     return to_grey_uint8(img, source=str(path))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+# Bit depths PNG allows per colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA).
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _why_undecodable(data: np.ndarray) -> str:
+    """``truncated``, ``unsupported PNG mode …`` or ``undecodable``, from the file's bytes."""
+    head = data[:33].tobytes()
+    if not head.startswith(_PNG_SIGNATURE):
+        return "undecodable"
+    if len(head) >= 26 and head[12:16] == b"IHDR":
+        depth, colour = head[24], head[25]
+        if depth not in _PNG_DEPTHS.get(colour, ()):
+            return f"unsupported PNG mode (colour type {colour}, bit depth {depth})"
+    # A PNG without its closing IEND chunk was cut off (an interrupted download or copy).
+    return "undecodable" if data[-len(_PNG_END) :].tobytes() == _PNG_END else "truncated"

@@ -44,7 +44,13 @@ class CBAM(nn.Module):
     """Channel attention then spatial attention; either can be switched off."""
 
     def __init__(
-        self, channels: int, reduction: int = 16, kernel_size: int = 7, *, channel: bool = True, spatial: bool = True
+        self,
+        channels: int,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        *,
+        channel: bool = True,
+        spatial: bool = True,
     ) -> None:
         super().__init__()
         self.channel = ChannelAttention(channels, reduction) if channel else None

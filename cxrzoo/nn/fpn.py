@@ -15,9 +15,7 @@ class FPN(nn.Module):
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.smooth = nn.ModuleList(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels
-        )
+        self.smooth = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
         self.out_channels = out_channels
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -21,15 +21,28 @@ def _device(device: str | None) -> str:
 def _eval_options(func: Any) -> Any:
     for option in reversed(
         [
-            click.option("--data", type=click.Path(file_okay=False), help="NIH folder (default: the training data)."),
+            click.option(
+                "--data", type=click.Path(file_okay=False), help="NIH folder (default: the training data)."
+            ),
             click.option("--dataset", help="A registered dataset instead of --data."),
             click.option("--synthetic-n", type=int),
-            click.option("--fraction", type=click.FloatRange(0, 1, min_open=True),
-                         help="Default: the training fraction (or 1.0 with --data)."),
+            click.option(
+                "--fraction",
+                type=click.FloatRange(0, 1, min_open=True),
+                help="Default: the training fraction (or 1.0 with --data).",
+            ),
             click.option("--seed", type=int, help="Default: the training seed."),
-            click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True),
-            click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
-                         help="Bootstrap resamples for confidence intervals (0 = none)."),
+            click.option(
+                "--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True
+            ),
+            click.option(
+                "--bootstrap",
+                "n_resamples",
+                type=click.IntRange(min=0),
+                default=1000,
+                show_default=True,
+                help="Bootstrap resamples for confidence intervals (0 = none).",
+            ),
             click.option("--device", type=click.Choice(["cpu", "cuda"])),
             click.option("--no-progress", is_flag=True),
         ]
@@ -38,17 +51,42 @@ def _eval_options(func: Any) -> Any:
     return func
 
 
-def _evaluate(name: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float | None,
-              seed: int | None, split: str, n_resamples: int, device: str | None, report: str | None,
-              progress: bool, echo: Any) -> dict[str, Any]:
+def _evaluate(
+    name: str,
+    data: str | None,
+    dataset: str | None,
+    synthetic_n: int | None,
+    fraction: float | None,
+    seed: int | None,
+    split: str,
+    n_resamples: int,
+    device: str | None,
+    report: str | None,
+    progress: bool,
+    echo: Any,
+) -> dict[str, Any]:
     from cxrzoo import load
     from cxrzoo.reports.evaluate import data_spec_for, evaluate_model
 
     model = load(name)
-    spec = data_spec_for(model, data=data, dataset=dataset, options=dataset_options(data, dataset, synthetic_n),
-                         fraction=fraction, seed=seed)
-    return evaluate_model(model, spec, split=split, report_dir=report, n_resamples=n_resamples,
-                          device=_device(device), progress=progress, echo=echo)
+    spec = data_spec_for(
+        model,
+        data=data,
+        dataset=dataset,
+        options=dataset_options(data, dataset, synthetic_n),
+        fraction=fraction,
+        seed=seed,
+    )
+    return evaluate_model(
+        model,
+        spec,
+        split=split,
+        report_dir=report,
+        n_resamples=n_resamples,
+        device=_device(device),
+        progress=progress,
+        echo=echo,
+    )
 
 
 def _f(value: float | None) -> str:
@@ -58,18 +96,43 @@ def _f(value: float | None) -> str:
 @click.command()
 @click.argument("name")
 @_eval_options
-@click.option("--report", type=click.Path(file_okay=False), help="Write metrics.json, CSVs, figures and report.md here.")
+@click.option(
+    "--report", type=click.Path(file_okay=False), help="Write metrics.json, CSVs, figures and report.md here."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
-def evaluate(name: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float | None,
-             seed: int | None, split: str, n_resamples: int, device: str | None, no_progress: bool,
-             report: str | None, as_json: bool) -> None:
+def evaluate(
+    name: str,
+    data: str | None,
+    dataset: str | None,
+    synthetic_n: int | None,
+    fraction: float | None,
+    seed: int | None,
+    split: str,
+    n_resamples: int,
+    device: str | None,
+    no_progress: bool,
+    report: str | None,
+    as_json: bool,
+) -> None:
     """Evaluate trained model NAME per finding, at its calibrated thresholds.
 
     Without --data, NAME is evaluated on the held-out split of the data it was trained on.
     """
     echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    metrics = _evaluate(name, data, dataset, synthetic_n, fraction, seed, split, n_resamples, device, report,
-                        not no_progress and not as_json, echo)
+    metrics = _evaluate(
+        name,
+        data,
+        dataset,
+        synthetic_n,
+        fraction,
+        seed,
+        split,
+        n_resamples,
+        device,
+        report,
+        not no_progress and not as_json,
+        echo,
+    )
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=float))
         return
@@ -77,12 +140,18 @@ def evaluate(name: str, data: str | None, dataset: str | None, synthetic_n: int 
     click.echo(f"{metrics['model']} on {metrics['data']['dataset']} {split} ({metrics['n_images']} images)")
     click.echo(f"{'finding':<20} {'n+':>5} {'AUROC':>6} {'F1':>6} {'prec':>6} {'recall':>6} {'thr':>6}")
     for label, m in metrics["per_class"].items():
-        click.echo(f"{label:<20} {m['positives']:>5} {_f(m['auroc']):>6} {_f(m['f1']):>6} "
-                   f"{_f(m['precision']):>6} {_f(m['recall']):>6} {_f(m['threshold']):>6}")
+        click.echo(
+            f"{label:<20} {m['positives']:>5} {_f(m['auroc']):>6} {_f(m['f1']):>6} "
+            f"{_f(m['precision']):>6} {_f(m['recall']):>6} {_f(m['threshold']):>6}"
+        )
     ci_text = f" (95% CI {_f(ci.get('low'))}-{_f(ci.get('high'))})" if ci else ""
-    click.echo(f"macro AUROC {_f(metrics['macro_auroc'])}{ci_text}   macro F1 {_f(metrics['macro'].get('f1'))}")
+    click.echo(
+        f"macro AUROC {_f(metrics['macro_auroc'])}{ci_text}   macro F1 {_f(metrics['macro'].get('f1'))}"
+    )
     groups = metrics.get("groups", {})
-    click.echo(f"rare AUROC {_f(groups.get('rare', {}).get('auroc'))}   common AUROC {_f(groups.get('common', {}).get('auroc'))}")
+    click.echo(
+        f"rare AUROC {_f(groups.get('rare', {}).get('auroc'))}   common AUROC {_f(groups.get('common', {}).get('auroc'))}"
+    )
     if report:
         click.echo(f"Report: {Path(report) / 'report.md'}")
 
@@ -92,9 +161,20 @@ def evaluate(name: str, data: str | None, dataset: str | None, synthetic_n: int 
 @_eval_options
 @click.option("--report", type=click.Path(file_okay=False), help="Write comparison.csv / .json / .md here.")
 @click.option("--json", "as_json", is_flag=True)
-def compare(names: tuple[str, ...], data: str | None, dataset: str | None, synthetic_n: int | None,
-            fraction: float | None, seed: int | None, split: str, n_resamples: int, device: str | None,
-            no_progress: bool, report: str | None, as_json: bool) -> None:
+def compare(
+    names: tuple[str, ...],
+    data: str | None,
+    dataset: str | None,
+    synthetic_n: int | None,
+    fraction: float | None,
+    seed: int | None,
+    split: str,
+    n_resamples: int,
+    device: str | None,
+    no_progress: bool,
+    report: str | None,
+    as_json: bool,
+) -> None:
     """Evaluate trained models side by side on the same split and name the best.
 
     Without --data every model is evaluated on the training data of the first one.
@@ -114,16 +194,36 @@ def compare(names: tuple[str, ...], data: str | None, dataset: str | None, synth
     echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     rows = []
     for name in names:
-        m = _evaluate(name, data, dataset, synthetic_n, fraction, seed, split, n_resamples, device, None,
-                      not no_progress and not as_json, echo)
+        m = _evaluate(
+            name,
+            data,
+            dataset,
+            synthetic_n,
+            fraction,
+            seed,
+            split,
+            n_resamples,
+            device,
+            None,
+            not no_progress and not as_json,
+            echo,
+        )
         ci = m.get("macro_auroc_ci") or {}
         groups = m.get("groups", {})
-        rows.append({
-            "model": name, "architecture": m["architecture"], "images": m["n_images"],
-            "macro_auroc": m["macro_auroc"], "auroc_low": ci.get("low"), "auroc_high": ci.get("high"),
-            "macro_f1": m["macro"].get("f1"), "micro_auroc": m["micro"].get("auroc"),
-            "rare_auroc": groups.get("rare", {}).get("auroc"), "common_auroc": groups.get("common", {}).get("auroc"),
-        })
+        rows.append(
+            {
+                "model": name,
+                "architecture": m["architecture"],
+                "images": m["n_images"],
+                "macro_auroc": m["macro_auroc"],
+                "auroc_low": ci.get("low"),
+                "auroc_high": ci.get("high"),
+                "macro_f1": m["macro"].get("f1"),
+                "micro_auroc": m["micro"].get("auroc"),
+                "rare_auroc": groups.get("rare", {}).get("auroc"),
+                "common_auroc": groups.get("common", {}).get("auroc"),
+            }
+        )
     scored = [r for r in rows if r["macro_auroc"] is not None]
     best = max(scored, key=lambda r: r["macro_auroc"])["model"] if scored else None
     result = {"split": split, "models": rows, "best": best}
@@ -138,7 +238,9 @@ def compare(names: tuple[str, ...], data: str | None, dataset: str | None, synth
     click.echo(f"{'model':<24} {'macro AUROC (95% CI)':<24} {'F1':>6} {'rare':>6} {'common':>6}")
     for r in rows:
         ci = f"{_f(r['macro_auroc'])} ({_f(r['auroc_low'])}-{_f(r['auroc_high'])})"
-        click.echo(f"{r['model']:<24} {ci:<24} {_f(r['macro_f1']):>6} {_f(r['rare_auroc']):>6} {_f(r['common_auroc']):>6}")
+        click.echo(
+            f"{r['model']:<24} {ci:<24} {_f(r['macro_f1']):>6} {_f(r['rare_auroc']):>6} {_f(r['common_auroc']):>6}"
+        )
     click.echo(f"Best by macro AUROC on {split}: {best}")
 
 
@@ -165,15 +267,26 @@ def predict(name: str, images: tuple[str, ...], as_json: bool, device: str | Non
     positives = model.positives(probs) if decoded else []
     results = []
     for (path, _), row, pos in zip(decoded, probs, positives):
-        results.append({
-            "image": path,
-            "probabilities": dict(zip(model.labels, map(float, row))),
-            "positive": pos,
-            "thresholds": dict(zip(model.labels, map(float, model.thresholds))),
-        })
+        results.append(
+            {
+                "image": path,
+                "probabilities": dict(zip(model.labels, map(float, row))),
+                "positive": pos,
+                "thresholds": dict(zip(model.labels, map(float, model.thresholds))),
+            }
+        )
     if as_json:
-        click.echo(json.dumps({"model": name, "calibrated": model.config.thresholds is not None,
-                               "results": results, "failed": failed}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "model": name,
+                    "calibrated": model.config.thresholds is not None,
+                    "results": results,
+                    "failed": failed,
+                },
+                indent=2,
+            )
+        )
     else:
         if model.config.thresholds is None:
             click.echo("Note: this model has no calibrated thresholds; 0.5 is used.", err=True)
@@ -218,4 +331,6 @@ def export(name: str, fmt: str, out_path: str | None, opset: int) -> None:
         result = export_onnx(model, out_path or f"{name}.onnx", opset=opset)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Wrote {result['path']} (opset {opset}); onnxruntime vs PyTorch max |diff| {result['max_abs_diff']:.2e}")
+    click.echo(
+        f"Wrote {result['path']} (opset {opset}); onnxruntime vs PyTorch max |diff| {result['max_abs_diff']:.2e}"
+    )

@@ -19,9 +19,15 @@ Echo = Callable[[str], None]
 SPLITS = ("test", "val", "train")
 
 
-def data_spec_for(model: ZooModel, *, data: str | None = None, dataset: str | None = None,
-                  options: dict[str, Any] | None = None, fraction: float | None = None,
-                  seed: int | None = None) -> DataSpec:
+def data_spec_for(
+    model: ZooModel,
+    *,
+    data: str | None = None,
+    dataset: str | None = None,
+    options: dict[str, Any] | None = None,
+    fraction: float | None = None,
+    seed: int | None = None,
+) -> DataSpec:
     """The data to evaluate on: what was given, else what the model was trained on.
 
     Without data options a model is evaluated on the same data set, sample and patient split
@@ -46,7 +52,9 @@ def _rare(model: ZooModel) -> list[str]:
     return [r for r in rare if r in model.labels]
 
 
-def subgroup_metrics(table: pd.DataFrame, y: np.ndarray, p: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+def subgroup_metrics(
+    table: pd.DataFrame, y: np.ndarray, p: np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
     """Macro AUROC and image count by sex and by view position."""
     from cxrzoo.metrics import evaluate_predictions
 
@@ -146,8 +154,13 @@ def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def write_report(
-    out: Path, metrics: dict[str, Any], y: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-    rare: Sequence[str], rows: pd.DataFrame,
+    out: Path,
+    metrics: dict[str, Any],
+    y: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    rare: Sequence[str],
+    rows: pd.DataFrame,
 ) -> Path:
     """metrics.json, per_class.csv, confusion.csv, predictions.csv, figures and report.md."""
     from cxrzoo.reports import plots
@@ -188,9 +201,16 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     ]
     undefined = metrics.get("undefined", {}).get("auroc") or []
     if undefined:
-        lines.append(f"- AUROC undefined (no positives or no negatives in this split): {', '.join(undefined)}")
-    lines += ["", "## Per finding", "", "| Finding | n+ | AUROC (95% CI) | F1 | Precision | Recall | Threshold |",
-              "|---|---:|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"- AUROC undefined (no positives or no negatives in this split): {', '.join(undefined)}"
+        )
+    lines += [
+        "",
+        "## Per finding",
+        "",
+        "| Finding | n+ | AUROC (95% CI) | F1 | Precision | Recall | Threshold |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for label, m in metrics["per_class"].items():
         c = ((m.get("ci") or {}).get("auroc")) or {}
         cis = f" ({_fmt(c.get('low'))}-{_fmt(c.get('high'))})" if c else ""
@@ -198,14 +218,30 @@ def markdown_report(metrics: dict[str, Any]) -> str:
             f"| {label} | {m.get('positives')} | {_fmt(m.get('auroc'))}{cis} | {_fmt(m.get('f1'))} | "
             f"{_fmt(m.get('precision'))} | {_fmt(m.get('recall'))} | {_fmt(m.get('threshold'))} |"
         )
-    lines += ["", "## ROC curves", "", "![ROC curves](roc_curves.png)", "",
-              "## Rare vs common findings", "", "![Rare vs common](rare_vs_common.png)", "",
-              "## Confusion counts at the calibrated thresholds", "", "![Confusion counts](confusion.png)", "",
-              "Counts per finding are also in `confusion.csv`.", ""]
+    lines += [
+        "",
+        "## ROC curves",
+        "",
+        "![ROC curves](roc_curves.png)",
+        "",
+        "## Rare vs common findings",
+        "",
+        "![Rare vs common](rare_vs_common.png)",
+        "",
+        "## Confusion counts at the calibrated thresholds",
+        "",
+        "![Confusion counts](confusion.png)",
+        "",
+        "Counts per finding are also in `confusion.csv`.",
+        "",
+    ]
     if metrics.get("subgroups"):
         lines += ["## By sex and view position", "", "| Subgroup | Images | Macro AUROC |", "|---|---:|---:|"]
         for name, s in metrics["subgroups"].items():
             lines.append(f"| {name} | {s['images']} | {_fmt(s['macro_auroc'])} |")
         lines += ["", "![Subgroups](subgroups.png)", ""]
-    lines += ["Files: `metrics.json` (everything above), `per_class.csv`, `confusion.csv`, `predictions.csv`.", ""]
+    lines += [
+        "Files: `metrics.json` (everything above), `per_class.csv`, `confusion.csv`, `predictions.csv`.",
+        "",
+    ]
     return "\n".join(lines)

@@ -56,5 +56,7 @@ def explain_image(
             big = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
             cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
             positive = bool(probs[k] >= model.thresholds[k])
-            written.append({"finding": label, "probability": float(probs[k]), "positive": positive, "path": str(path)})
+            written.append(
+                {"finding": label, "probability": float(probs[k]), "positive": positive, "path": str(path)}
+            )
     return written

@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: evaluation runs on servers without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_curve
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -22,7 +22,9 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def roc_curves(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], per_class: dict[str, Any], path: Path) -> Path:
+def roc_curves(
+    y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], per_class: dict[str, Any], path: Path
+) -> Path:
     """One ROC curve per finding (findings without positives are listed as undefined)."""
     cols = 4
     rows = -(-len(labels) // cols)
@@ -57,7 +59,9 @@ def rare_vs_common(per_class: dict[str, Any], rare: Sequence[str], path: Path) -
     for group, color in (("rare", "tab:red"), ("common", "tab:blue")):
         vals = [v for lab, v in zip(labels, values) if v is not None and ((lab in rare) == (group == "rare"))]
         if vals:
-            ax.axhline(float(np.mean(vals)), color=color, ls="--", lw=1, label=f"{group} mean {np.mean(vals):.3f}")
+            ax.axhline(
+                float(np.mean(vals)), color=color, ls="--", lw=1, label=f"{group} mean {np.mean(vals):.3f}"
+            )
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
@@ -91,7 +95,13 @@ def subgroups(table: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.bar(range(len(names)), [np.nan if v is None else v for v in values], color="tab:green")
     for i, n in enumerate(names):
         v = values[i]
-        ax.text(i, (v or 0) + 0.02, f"{'n/a' if v is None else f'{v:.3f}'}\nn={table[n]['images']}", ha="center", fontsize=8)
+        ax.text(
+            i,
+            (v or 0) + 0.02,
+            f"{'n/a' if v is None else f'{v:.3f}'}\nn={table[n]['images']}",
+            ha="center",
+            fontsize=8,
+        )
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1.1)

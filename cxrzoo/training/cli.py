@@ -16,11 +16,18 @@ SYNTHETIC_IMAGE_SIZE = 64
 def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options that say which data to use, shared by train, crossval and evaluate."""
     options = [
-        click.option("--data", type=click.Path(file_okay=False), help="NIH ChestX-ray14 folder (Kaggle layout)."),
+        click.option(
+            "--data", type=click.Path(file_okay=False), help="NIH ChestX-ray14 folder (Kaggle layout)."
+        ),
         click.option("--dataset", help="A registered dataset instead of --data (default: synthetic)."),
         click.option("--synthetic-n", type=int, help="Number of synthetic phantoms (default 2000)."),
-        click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-                     help="Share of train_val and of test to use, stratified by label."),
+        click.option(
+            "--fraction",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Share of train_val and of test to use, stratified by label.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     for option in reversed(options):
@@ -66,8 +73,13 @@ def split_settings(
 
 
 def _settings(
-    model: str, image_size: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
-    sets: tuple[str, ...], training_on_synthetic: bool,
+    model: str,
+    image_size: int | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    sets: tuple[str, ...],
+    training_on_synthetic: bool,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from cxrzoo.plugins import models
     from cxrzoo.training.recipes import Recipe
@@ -89,7 +101,9 @@ def _settings(
 @click.command()
 @click.argument("model")
 @data_options
-@click.option("--recipe", default="default", show_default=True, help="default, report (the founding report's) or quick.")
+@click.option(
+    "--recipe", default="default", show_default=True, help="default, report (the founding report's) or quick."
+)
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--image-size", type=click.IntRange(min=16))
 @click.option("--batch-size", type=click.IntRange(min=1))
@@ -97,13 +111,31 @@ def _settings(
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda when available.")
 @click.option("--name", help="Store name (default: MODEL).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last epoch checkpoint.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a model config or recipe option, e.g. --set attention=false.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a model config or recipe option, e.g. --set attention=false.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train(
-    model: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float, seed: int,
-    recipe: str, epochs: int | None, image_size: int | None, batch_size: int | None, lr: float | None,
-    device: str | None, name: str | None, resume: bool, sets: tuple[str, ...], no_progress: bool,
+    model: str,
+    data: str | None,
+    dataset: str | None,
+    synthetic_n: int | None,
+    fraction: float,
+    seed: int,
+    recipe: str,
+    epochs: int | None,
+    image_size: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    device: str | None,
+    name: str | None,
+    resume: bool,
+    sets: tuple[str, ...],
+    no_progress: bool,
 ) -> None:
     """Train MODEL and save it, calibrated, in the store.
 
@@ -116,9 +148,20 @@ def train(
     on_synthetic = data is None and (dataset in (None, "synthetic"))
     config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets, on_synthetic)
     train_model(
-        model, data=data, dataset=dataset, dataset_options=options, fraction=fraction, seed=seed,
-        recipe=recipe, recipe_overrides=recipe_overrides, config_overrides=config, device=device,
-        name=name, resume=resume, progress=not no_progress, echo=click.echo,
+        model,
+        data=data,
+        dataset=dataset,
+        dataset_options=options,
+        fraction=fraction,
+        seed=seed,
+        recipe=recipe,
+        recipe_overrides=recipe_overrides,
+        config_overrides=config,
+        device=device,
+        name=name,
+        resume=resume,
+        progress=not no_progress,
+        echo=click.echo,
     )
 
 
@@ -136,9 +179,22 @@ def train(
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def crossval(
-    model: str, data: str | None, dataset: str | None, synthetic_n: int | None, fraction: float, seed: int,
-    folds: int, recipe: str, epochs: int | None, image_size: int | None, batch_size: int | None,
-    lr: float | None, device: str | None, sets: tuple[str, ...], as_json: bool, no_progress: bool,
+    model: str,
+    data: str | None,
+    dataset: str | None,
+    synthetic_n: int | None,
+    fraction: float,
+    seed: int,
+    folds: int,
+    recipe: str,
+    epochs: int | None,
+    image_size: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    device: str | None,
+    sets: tuple[str, ...],
+    as_json: bool,
+    no_progress: bool,
 ) -> None:
     """Patient-grouped k-fold cross-validation of MODEL on the train_val images."""
     from cxrzoo.training.run import crossval_model
@@ -148,9 +204,19 @@ def crossval(
     config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets, on_synthetic)
     echo = (lambda _m: None) if as_json else click.echo
     result = crossval_model(
-        model, folds=folds, data=data, dataset=dataset, dataset_options=options, fraction=fraction,
-        seed=seed, recipe=recipe, recipe_overrides=recipe_overrides, config_overrides=config,
-        device=device, progress=not no_progress and not as_json, echo=echo,
+        model,
+        folds=folds,
+        data=data,
+        dataset=dataset,
+        dataset_options=options,
+        fraction=fraction,
+        seed=seed,
+        recipe=recipe,
+        recipe_overrides=recipe_overrides,
+        config_overrides=config,
+        device=device,
+        progress=not no_progress and not as_json,
+        echo=echo,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -57,6 +57,20 @@ class DistContext:
         """Skip the gradient all-reduce on accumulation steps that don't update weights."""
         return net.no_sync() if hasattr(net, "no_sync") else contextlib.nullcontext()
 
+    def check_in_sync(self, model: nn.Module) -> None:
+        """Raise if any rank's parameters differ from rank 0's (a DDP bug, never expected)."""
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            digest = torch.stack([p.detach().double().sum() for p in model.parameters()])
+            if digest.device.type != "cpu" and dist.get_backend() == "gloo":
+                digest = digest.cpu()
+        gathered = [torch.empty_like(digest) for _ in range(self.world)]
+        dist.all_gather(gathered, digest)
+        for rank, other in enumerate(gathered[1:], start=1):
+            if not torch.equal(gathered[0], other):
+                raise RuntimeError(f"DDP ranks out of sync: rank {rank}'s parameters differ from rank 0's")
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

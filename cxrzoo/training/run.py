@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ class DataSpec:
     seed: int = 0
     val_fraction: float = 0.2
 
-    def open(self):  # noqa: ANN201
+    def open(self):
         from cxrzoo.data.base import open_dataset
 
         spec = str(Path(self.data).expanduser()) if self.data else self.dataset
@@ -91,9 +92,13 @@ def load_splits(spec: DataSpec, *, echo: Echo = print) -> SplitTables:
     source = spec.open()
     report = source.catalog()
     if report.problem_count:
-        echo(f"{source.describe()}: {report.problem_count} problem(s) found; continuing with the "
-             f"{report.images} usable images ('cxrzoo data catalog' lists them)")
-    splits = make_splits(source.table(), fraction=spec.fraction, seed=spec.seed, val_fraction=spec.val_fraction)
+        echo(
+            f"{source.describe()}: {report.problem_count} problem(s) found; continuing with the "
+            f"{report.images} usable images ('cxrzoo data catalog' lists them)"
+        )
+    splits = make_splits(
+        source.table(), fraction=spec.fraction, seed=spec.seed, val_fraction=spec.val_fraction
+    )
     return SplitTables(splits.train, splits.val, splits.test, splits.to_dict())
 
 
@@ -113,13 +118,15 @@ def arrays_for(
     from cxrzoo.transforms import Preprocessing
 
     prep = Preprocessing.from_config(config)
-    cache = build_cache(table, prep, workers=workers, progress=progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable images are reported below, once
+        cache = build_cache(table, prep, workers=workers, progress=progress)
     if cache.failed:
         shown = ", ".join(f"{n} ({r})" for n, r in list(cache.failed.items())[:10])
         more = f" and {len(cache.failed) - 10} more" if len(cache.failed) > 10 else ""
         echo(f"Skipped {len(cache.failed)} unreadable image(s): {shown}{more}")
     keep = table[~table["image"].isin(cache.failed)]
-    rows = np.array([cache.index_of(name) for name in keep["image"]], dtype=np.int64)
+    rows = cache.indices(keep["image"].tolist())
     labels = keep[list(config.labels)].to_numpy(dtype=np.float32)
     return ArrayData(cache.images, rows, labels, keep["image"].tolist(), keep["patient"].astype(str).tolist())
 
@@ -139,7 +146,10 @@ def predict_table(
     """
     members = getattr(model, "members", None)
     if members is not None and hasattr(model, "combine"):
-        outputs = [predict_table(m, table, device=device, batch_size=batch_size, echo=echo, progress=progress) for m in members]
+        outputs = [
+            predict_table(m, table, device=device, batch_size=batch_size, echo=echo, progress=progress)
+            for m in members
+        ]
         names = set(outputs[0][1].names)
         for _, d in outputs[1:]:
             names &= set(d.names)
@@ -168,13 +178,19 @@ def calibrate_and_score(
 
     calibration = calibrate_thresholds(labels, probs, method=method)
     model.set_thresholds(calibration.as_list())
-    metrics = evaluate_predictions(labels, probs, model.labels, thresholds=calibration.as_list(), rare=_rare_labels(model))
+    metrics = evaluate_predictions(
+        labels, probs, model.labels, thresholds=calibration.as_list(), rare=_rare_labels(model)
+    )
     model.metadata["calibration"] = {
         "method": method,
         "split": split,
         "fallback": [model.labels[i] for i in calibration.fallback],
     }
     return {"split": split, "dataset": dataset, **metrics}
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 def _log_csv(history: list[dict[str, Any]]) -> bytes:
@@ -218,9 +234,16 @@ def train_model(
     )
     if getattr(cls, "trains_members", False):
         return _train_ensemble(
-            model_name, spec, recipe=recipe, recipe_overrides=recipe_overrides,
-            config_overrides=config_overrides, device=device, name=name, save=save,
-            progress=progress, echo=echo,
+            model_name,
+            spec,
+            recipe=recipe,
+            recipe_overrides=recipe_overrides,
+            config_overrides=config_overrides,
+            device=device,
+            name=name,
+            save=save,
+            progress=progress,
+            echo=echo,
         )
     recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if recipe_overrides:
@@ -228,18 +251,26 @@ def train_model(
     config = cls.config_class().replace(**(config_overrides or {}))
 
     dist, dev = DistContext.from_env(device)
+    if not dist.is_main:
+        echo = _quiet
     try:
         if spec.data is None and spec.name == "synthetic":
             echo("No --data given: training on the built-in synthetic phantoms (cxrzoo data synth).")
         t0 = time.perf_counter()
+        if not dist.is_main:
+            dist.barrier()  # rank 0 materialises data and caches first; the others then reuse them
         splits = load_splits(spec, echo=echo)
         counts = splits.summary.get("splits", {})
         echo(
             "Split: "
-            + ", ".join(f"{k} {v.get('images')} images / {v.get('patients')} patients" for k, v in counts.items())
+            + ", ".join(
+                f"{k} {v.get('images')} images / {v.get('patients')} patients" for k, v in counts.items()
+            )
         )
         train = arrays_for(splits.train, config, echo=echo, progress=progress and dist.is_main)
         val = arrays_for(splits.val, config, echo=echo, progress=progress and dist.is_main)
+        if dist.is_main:
+            dist.barrier()
         prevalence = dict(zip(config.labels, train.labels.mean(0).tolist(), strict=True))
         config = config.for_data(prevalence)
 
@@ -260,8 +291,17 @@ def train_model(
             f"{recipe_obj.name!r}: {len(train)} train / {len(val)} val images at {config.image_size} px"
         )
         trainer = Trainer(
-            model, recipe_obj, train, val, device=dev, seed=seed, run_dir=run_dir,
-            run_config=run_config, progress=progress, echo=echo, dist=dist,
+            model,
+            recipe_obj,
+            train,
+            val,
+            device=dev,
+            seed=seed,
+            run_dir=run_dir,
+            run_config=run_config,
+            progress=progress,
+            echo=echo,
+            dist=dist,
         )
         result = trainer.fit(resume=resume)
         dist.barrier()
@@ -275,7 +315,10 @@ def train_model(
             {
                 "training": {
                     **spec.to_dict(),
-                    "split": {k: {"images": v.get("images"), "patients": v.get("patients")} for k, v in counts.items()},
+                    "split": {
+                        k: {"images": v.get("images"), "patients": v.get("patients")}
+                        for k, v in counts.items()
+                    },
                     "image_size": config.image_size,
                     "recipe": recipe_obj.to_dict(),
                     "epochs_run": result.epochs_run,
@@ -328,22 +371,36 @@ def _train_ensemble(
             models.get(member)  # the registry's error, with close matches
         echo(f"Ensemble member {member!r}: not in the store, training it first")
         train_model(
-            member, data=spec.data, dataset=spec.dataset, dataset_options=spec.options,
-            fraction=spec.fraction, seed=spec.seed, recipe=recipe, recipe_overrides=recipe_overrides,
-            device=device, name=member, save=True, progress=progress, echo=echo,
+            member,
+            data=spec.data,
+            dataset=spec.dataset,
+            dataset_options=spec.options,
+            fraction=spec.fraction,
+            seed=spec.seed,
+            recipe=recipe,
+            recipe_overrides=recipe_overrides,
+            device=device,
+            name=member,
+            save=True,
+            progress=progress,
+            echo=echo,
         )
     model = create_model(model_name, config)
     splits = load_splits(spec, echo=echo)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     probs, val = predict_table(model, splits.val, device=dev, echo=echo, progress=progress)
     recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    metrics = calibrate_and_score(model, val.labels, probs, method=recipe_obj.calibration, split="val", dataset=spec.name)
+    metrics = calibrate_and_score(
+        model, val.labels, probs, method=recipe_obj.calibration, split="val", dataset=spec.name
+    )
     counts = splits.summary.get("splits", {})
     model.metadata.update(
         {
             "training": {
                 **spec.to_dict(),
-                "split": {k: {"images": v.get("images"), "patients": v.get("patients")} for k, v in counts.items()},
+                "split": {
+                    k: {"images": v.get("images"), "patients": v.get("patients")} for k, v in counts.items()
+                },
                 "members": list(config.members),
                 "recipe": {"name": "ensemble", "combination": "weighted mean of probabilities"},
             },
@@ -351,7 +408,9 @@ def _train_ensemble(
         }
     )
     auc = metrics.get("macro_auroc")
-    echo(f"Ensemble of {', '.join(config.members)}: validation macro AUROC {'undefined' if auc is None else f'{auc:.4f}'}")
+    echo(
+        f"Ensemble of {', '.join(config.members)}: validation macro AUROC {'undefined' if auc is None else f'{auc:.4f}'}"
+    )
     if save:
         echo(f"Saved to {store.save(model.cpu(), name)}")
     return model.cpu()
@@ -380,7 +439,9 @@ def crossval_model(
 
     cls = models.get(model_name)
     if getattr(cls, "trains_members", False):
-        raise ValueError("Cross-validate the ensemble's members one by one; an ensemble has no training of its own")
+        raise ValueError(
+            "Cross-validate the ensemble's members one by one; an ensemble has no training of its own"
+        )
     recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if recipe_overrides:
         recipe_obj = recipe_obj.replace(**recipe_overrides)
@@ -391,7 +452,9 @@ def crossval_model(
     arrays = arrays_for(pool, config, echo=echo, progress=progress)
     fold_results = []
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    for k, (train_idx, val_idx) in enumerate(patient_kfold(arrays.patients, arrays.labels, k=folds, seed=seed)):
+    for k, (train_idx, val_idx) in enumerate(
+        patient_kfold(arrays.patients, arrays.labels, k=folds, seed=seed)
+    ):
         train, val = arrays.subset(train_idx), arrays.subset(val_idx)
         prevalence = dict(zip(config.labels, train.labels.mean(0).tolist(), strict=True))
         fold_config = config.for_data(prevalence)
@@ -401,8 +464,14 @@ def crossval_model(
         Trainer(model, recipe_obj, train, val, device=dev, seed=seed + k, progress=progress, echo=echo).fit()
         probs = predict_arrays(model, val, model.preprocessing(), device=dev)
         metrics = evaluate_predictions(val.labels, probs, model.labels, rare=_rare_labels(model))
-        fold_results.append({"fold": k + 1, "images": len(val), "macro_auroc": metrics["macro_auroc"],
-                             "per_class_auroc": {lab: m["auroc"] for lab, m in metrics["per_class"].items()}})
+        fold_results.append(
+            {
+                "fold": k + 1,
+                "images": len(val),
+                "macro_auroc": metrics["macro_auroc"],
+                "per_class_auroc": {lab: m["auroc"] for lab, m in metrics["per_class"].items()},
+            }
+        )
         echo(f"Fold {k + 1}: macro AUROC {metrics['macro_auroc']}")
     scores = np.array([f["macro_auroc"] for f in fold_results if f["macro_auroc"] is not None], dtype=float)
     return {

@@ -149,7 +149,9 @@ class Trainer:
             else None
         )
         self.optimizer = self._make_optimizer()
-        order = epoch_order(len(train), seed=seed, epoch=0, shuffle=True, rank=self.dist.rank, world=self.dist.world)
+        order = epoch_order(
+            len(train), seed=seed, epoch=0, shuffle=True, rank=self.dist.rank, world=self.dist.world
+        )
         self.steps_per_epoch = math.ceil(math.ceil(len(order) / recipe.batch_size) / recipe.accumulate)
         self.scheduler = self._make_scheduler()
         self.scaler = torch.amp.GradScaler(
@@ -165,7 +167,10 @@ class Trainer:
             if p.requires_grad:
                 # Norm scales and biases are not regularised.
                 (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": r.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         if r.optimizer == "adamw":
             return torch.optim.AdamW(groups, lr=r.lr)
         if r.optimizer == "adam":
@@ -181,7 +186,9 @@ class Trainer:
                 self.optimizer, max_lr=r.lr, total_steps=total, pct_start=r.warmup, anneal_strategy="cos"
             )
         if r.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total, eta_min=r.lr * 1e-3)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=total, eta_min=r.lr * 1e-3
+            )
         if r.schedule == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="max", factor=r.plateau_factor, patience=r.plateau_patience
@@ -223,7 +230,9 @@ class Trainer:
         extra = ckpt["extra"]
         saved = extra.get("run_config", {})
         if saved != json.loads(json.dumps(self.run_config, default=float)):
-            changed = sorted(k for k in set(saved) | set(self.run_config) if saved.get(k) != self.run_config.get(k))
+            changed = sorted(
+                k for k in set(saved) | set(self.run_config) if saved.get(k) != self.run_config.get(k)
+            )
             raise ResumeError(
                 f"{path} was written by a run with different settings ({', '.join(changed)}); "
                 f"resume with the same options, or start afresh without --resume"
@@ -239,9 +248,9 @@ class Trainer:
     def _write_log(self, history: list[dict[str, Any]]) -> None:
         if not self.dist.is_main or self.log_path is None:
             return
-        from cxrzoo.store import atomic_write_bytes
-
         import io
+
+        from cxrzoo.store import atomic_write_bytes
 
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
@@ -256,7 +265,12 @@ class Trainer:
         torch.manual_seed(self.seed * 100_003 + epoch)
         aug = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 1)
         order = epoch_order(
-            len(self.train_data), seed=self.seed, epoch=epoch, shuffle=True, rank=self.dist.rank, world=self.dist.world
+            len(self.train_data),
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=True,
+            rank=self.dist.rank,
+            world=self.dist.world,
         )
         loader = BatchLoader(self.train_data, r.batch_size, order=order, device=self.device)
         self.net.train()
@@ -348,6 +362,9 @@ class Trainer:
                 "best": bool(improved),
             }
             history.append(row)
+            if self.dist.world > 1:
+                self.dist.check_in_sync(self.model)
+                self.echo(f"DDP: parameters identical on {self.dist.world} ranks")
             auc = "undefined" if score is None else f"{score:.4f}"
             self.echo(
                 f"epoch {epoch + 1:>3}/{r.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "

@@ -41,9 +41,7 @@ class Transform:
     def __init__(self, *, image_size: int, **params: Any) -> None:
         self.image_size = image_size
         if params:
-            raise TransformError(
-                f"{type(self).__name__} takes no option(s) {sorted(params)}"
-            )
+            raise TransformError(f"{type(self).__name__} takes no option(s) {sorted(params)}")
 
     def __call__(self, x: Any, **context: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -79,9 +77,7 @@ def parse_spec(text: str) -> Spec:
         if any(k is None for k, _ in kwargs):
             raise TransformError(f"Preprocessing step {text!r}: options must be key=value")
         return Spec(node.func.id, kwargs)  # type: ignore[arg-type]
-    raise TransformError(
-        f"Cannot parse preprocessing step {text!r}: expected NAME or NAME(key=value, ...)"
-    )
+    raise TransformError(f"Cannot parse preprocessing step {text!r}: expected NAME or NAME(key=value, ...)")
 
 
 def build_transform(spec: str | Spec, *, image_size: int) -> Transform:
@@ -135,9 +131,7 @@ class Preprocessing:
                 f"must be brought to image_size={image_size}"
             )
         if not self.tensor_specs or parse_spec(self.tensor_specs[0]).name != "scale":
-            raise TransformError(
-                f"Preprocessing {list(self.specs)} must start its tensor steps with 'scale'"
-            )
+            raise TransformError(f"Preprocessing {list(self.specs)} must start its tensor steps with 'scale'")
         self.augment = build_transform(augment, image_size=image_size) if augment else None
         if self.augment is not None and self.augment.stage != "augment":
             raise TransformError(f"{augment!r} is not an augmentation preset")

@@ -13,9 +13,7 @@ from cxrzoo.transforms.base import Transform, TransformError
 
 def _check(img: np.ndarray, step: str) -> np.ndarray:
     if img.dtype != np.uint8 or img.ndim != 2:
-        raise TransformError(
-            f"{step} expects a 2-D uint8 grey image, got {img.dtype} of shape {img.shape}"
-        )
+        raise TransformError(f"{step} expects a 2-D uint8 grey image, got {img.dtype} of shape {img.shape}")
     return img
 
 
@@ -62,7 +60,11 @@ class Denoise(Transform):
         self, *, image_size: int, diameter: int = 5, sigma_color: float = 25.0, sigma_space: float = 5.0
     ) -> None:
         super().__init__(image_size=image_size)
-        self.diameter, self.sigma_color, self.sigma_space = int(diameter), float(sigma_color), float(sigma_space)
+        self.diameter, self.sigma_color, self.sigma_space = (
+            int(diameter),
+            float(sigma_color),
+            float(sigma_space),
+        )
 
     def __call__(self, img: np.ndarray, **context: Any) -> np.ndarray:
         return cv2.bilateralFilter(_check(img, "denoise"), self.diameter, self.sigma_color, self.sigma_space)

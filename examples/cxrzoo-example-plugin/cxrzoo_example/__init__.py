@@ -35,7 +35,11 @@ class ExampleCNN(ZooModel):
         channels = cfg.in_chans
         for i in range(4):
             out = cfg.width * 2**i
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(cfg.dropout)

@@ -1,9 +1,9 @@
 """The example plugin passes cxrzoo's conformance suite (registered in-process here; the core
 tests install it as a real package and find it through its entry point)."""
 
+import cxrzoo_example
 import pytest
 
-import cxrzoo_example
 from cxrzoo import plugins
 from cxrzoo.testing import ModelConformance
 

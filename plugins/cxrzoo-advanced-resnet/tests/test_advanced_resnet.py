@@ -37,7 +37,9 @@ def test_feature_maps_include_attention_and_pyramid():
 
 
 def test_three_channel_and_other_backbones():
-    model = cxrzoo.create_model("advanced_resnet", backbone="resnet18", in_chans=3, fpn_channels=32, hidden=16)
+    model = cxrzoo.create_model(
+        "advanced_resnet", backbone="resnet18", in_chans=3, fpn_channels=32, hidden=16
+    )
     assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 14)
     with pytest.raises(ValueError, match="resnet50"):
         cxrzoo.create_model("advanced_resnet", backbone="resnet5O")

@@ -14,6 +14,7 @@ from torch import nn
 
 from cxrzoo import ModelConfig, ZooModel
 from cxrzoo.config import ConfigError
+from cxrzoo.store import StoreError
 
 DEFAULT_MEMBERS = ("advanced_resnet", "chest_xray_attention", "rare_disease")
 
@@ -41,8 +42,8 @@ class EnsembleConfig(ModelConfig):
             raise ConfigError(f"{len(self.member_specs)} member_specs for {len(self.members)} members")
 
 
-class MissingMemberError(LookupError):
-    pass
+class MissingMemberError(StoreError):
+    """An ensemble member with no trained model in the store."""
 
 
 class Ensemble(ZooModel):
@@ -61,17 +62,22 @@ class Ensemble(ZooModel):
         **overrides: Any,
     ) -> None:
         from cxrzoo import load
-        from cxrzoo.store import StoreError, build_from_config
+        from cxrzoo.store import build_from_config
 
         if members is not None:
-            overrides["members"] = tuple(m if isinstance(m, str) else (m.metadata.get("name") or m.architecture) for m in members)
+            overrides["members"] = tuple(
+                m if isinstance(m, str) else (m.metadata.get("name") or m.architecture) for m in members
+            )
             overrides["member_specs"] = ()
         super().__init__(config, **overrides)
         cfg = self.config
         if members is not None and any(not isinstance(m, str) for m in members):
             built = [m if not isinstance(m, str) else load(m) for m in members]
         elif cfg.member_specs:
-            built = [build_from_config(spec, source=f"ensemble member {name!r}") for name, spec in zip(cfg.members, cfg.member_specs, strict=True)]
+            built = [
+                build_from_config(spec, source=f"ensemble member {name!r}")
+                for name, spec in zip(cfg.members, cfg.member_specs, strict=True)
+            ]
         else:
             built = []
             for name in cfg.members:
@@ -85,7 +91,9 @@ class Ensemble(ZooModel):
                     ) from None
         for name, m in zip(cfg.members, built, strict=True):
             if tuple(m.labels) != tuple(cfg.labels):
-                raise ConfigError(f"ensemble member {name!r} predicts {list(m.labels)}, not {list(cfg.labels)}")
+                raise ConfigError(
+                    f"ensemble member {name!r} predicts {list(m.labels)}, not {list(cfg.labels)}"
+                )
         self.members = nn.ModuleList(built)
         specs = tuple({"architecture": m.architecture, "config": m.config.to_dict()} for m in built)
         self.config = self.config.replace(

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from cxrzoo_ensemble import MissingMemberError
 
 import cxrzoo
 from cxrzoo import store
 from cxrzoo.testing import ModelConformance, tiny_model
-from cxrzoo_ensemble import MissingMemberError
 
 
 class TestConformance(ModelConformance):

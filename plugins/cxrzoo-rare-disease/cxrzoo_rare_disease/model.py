@@ -72,7 +72,9 @@ class AttentionHead(nn.Module):
         if attention:
             self.spatial = nn.ModuleList(nn.Conv2d(dim, 1, 3, padding=1) for _ in range(levels))
             hidden = max(dim * levels // 8, 8)
-            self.gate = nn.Sequential(nn.Linear(dim * levels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim * levels))
+            self.gate = nn.Sequential(
+                nn.Linear(dim * levels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim * levels)
+            )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(dim * levels, num_out)
 
@@ -116,7 +118,9 @@ class RareDiseaseModel(ZooModel):
         common_idx = [i for i in range(cfg.num_labels) if i not in rare_idx]
         levels = len(channels)
         self.rare_head = AttentionHead(d, levels, len(rare_idx), attention=cfg.attention, dropout=cfg.dropout)
-        self.common_head = AttentionHead(d, levels, len(common_idx), attention=cfg.attention, dropout=cfg.dropout)
+        self.common_head = AttentionHead(
+            d, levels, len(common_idx), attention=cfg.attention, dropout=cfg.dropout
+        )
         self.register_buffer("rare_index", torch.tensor(rare_idx), persistent=False)
         # Head outputs are concatenated [rare, common]; this permutation restores label order.
         order = torch.tensor(rare_idx + common_idx)

@@ -1,0 +1,302 @@
+"""NIH ChestX-ray14 read as Kaggle ships it, and the synthetic phantoms written in the same layout.
+
+The Kaggle download ("NIH Chest X-rays") is read as it is::
+
+    Data_Entry_2017.csv  or  Data_Entry_2017_v2020.csv(.gz)
+    images_001/images/*.png … images_012/images/*.png   (a flat images/ folder works too)
+    train_val_list.txt, test_list.txt                    (the official patient-wise split)
+    BBox_List_2017.csv                                   (optional bounding boxes)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from cxrzoo.data.base import (
+    ROW_COLUMNS,
+    TEST,
+    TRAIN_VAL,
+    DatasetError,
+    DatasetSource,
+    Inventory,
+    scan_image_files,
+)
+from cxrzoo.labels import LABELS, NO_FINDING
+
+#: Metadata files looked for, newest labels first.
+METADATA_FILES: tuple[str, ...] = (
+    "Data_Entry_2017_v2020.csv",
+    "Data_Entry_2017_v2020.csv.gz",
+    "Data_Entry_2017.csv",
+    "Data_Entry_2017.csv.gz",
+)
+LIST_FILES: dict[str, str] = {TRAIN_VAL: "train_val_list.txt", TEST: "test_list.txt"}
+BBOX_FILES: tuple[str, ...] = ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
+
+_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
+_OPTIONAL = {
+    "Follow-up #": "follow_up",
+    "Patient Age": "age",
+    "Patient Gender": "sex",
+    "View Position": "view",
+}
+
+
+def find_metadata_file(root: Path) -> Path:
+    """The label file in ``root``; a :class:`DatasetError` naming what was looked for."""
+    for name in METADATA_FILES:
+        path = root / name
+        if path.is_file():
+            return path
+    raise DatasetError(f"No metadata file in {root}: expected one of {', '.join(METADATA_FILES)}")
+
+
+def read_metadata(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per line of an NIH ``Data_Entry`` file, in :data:`~cxrzoo.data.base.ROW_COLUMNS`.
+
+    Findings are parsed into one 0/1 column per label; findings outside the 14 are kept as
+    text in ``unknown_labels`` so that the catalog can report the row.
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DatasetError(f"{path}: cannot be read as a CSV file ({exc})") from None
+    # The 2017 file's header ends with a comma, which pandas reads as a column "Unnamed: 11".
+    raw = raw.loc[:, [c for c in raw.columns if not str(c).startswith("Unnamed:")]]
+    missing = [c for c in _REQUIRED if c not in raw.columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(repr(c) for c in raw.columns)}"
+        )
+    n = len(raw)
+    rows = pd.DataFrame(
+        {
+            "image": raw["Image Index"].str.strip().astype(object),
+            "patient": raw["Patient ID"].str.strip().astype(object),
+        }
+    )
+    # Ages are "57" in the Kaggle files and "057Y" in NIH's first release.
+    age = raw["Patient Age"] if "Patient Age" in raw else pd.Series([""] * n, dtype=str)
+    rows["age"] = pd.to_numeric(age.str.extract(r"(\d+(?:\.\d+)?)", expand=False), errors="coerce").astype(
+        "float64"
+    )
+    rows["sex"] = (raw["Patient Gender"] if "Patient Gender" in raw else pd.Series([""] * n)).astype(object)
+    rows["view"] = (raw["View Position"] if "View Position" in raw else pd.Series([""] * n)).astype(object)
+    rows["list"] = pd.Series([None] * n, dtype=object)
+    follow = raw["Follow-up #"] if "Follow-up #" in raw else pd.Series([""] * n, dtype=str)
+    rows["follow_up"] = pd.to_numeric(follow, errors="coerce").astype("Int64")
+    onehot, unknown = parse_findings(raw["Finding Labels"])
+    for j, label in enumerate(LABELS):
+        rows[label] = onehot[:, j]
+    rows["row"] = np.arange(2, n + 2, dtype=np.int64)
+    rows["unknown_labels"] = unknown
+    rows["finding_labels"] = raw["Finding Labels"].astype(object)
+    return rows.loc[:, list(ROW_COLUMNS)]
+
+
+def parse_findings(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """``"No Finding"`` or ``"A|B"`` per row -> (uint8 ``[N, 14]`` in LABELS order, unknown text).
+
+    The second result holds, per row, the "|"-joined findings that are not among the 14
+    ("" when there are none; an empty cell counts as unknown).
+    """
+    text = text.reset_index(drop=True).astype(str)
+    tokens = text.str.split("|").explode().str.strip()
+    rows = tokens.index.to_numpy()
+    known = tokens.isin(LABELS).to_numpy()
+    onehot = np.zeros((len(text), len(LABELS)), dtype=np.uint8)
+    codes = pd.Categorical(tokens[known], categories=LABELS).codes
+    onehot[rows[known], codes] = 1
+    bad = tokens[~known & (tokens != NO_FINDING).to_numpy()]
+    unknown = pd.Series("", index=text.index, dtype=object)
+    if len(bad):
+        joined = bad.groupby(level=0).agg(lambda s: "|".join(t if t else "(empty)" for t in s))
+        unknown.loc[joined.index] = joined.to_numpy()
+    return onehot, unknown
+
+
+def read_list(path: Path) -> list[str]:
+    """Image names of a split list file, one per line."""
+    return path.read_text().split()
+
+
+class Nih14(DatasetSource):
+    """NIH ChestX-ray14 in the Kaggle layout (or NIH's own box layout with one images/ folder)."""
+
+    def _folder(self) -> Path:
+        root = self.root
+        if root is None:
+            raise DatasetError("The nih14 dataset needs its folder: Nih14('/path/to/nih-chest-xrays')")
+        if not root.is_dir():
+            raise DatasetError(f"Dataset folder {root} does not exist")
+        return root
+
+    def inventory(self) -> Inventory:
+        root = self._folder()
+        metadata_file = find_metadata_file(root)
+        rows = read_metadata(metadata_file)
+        files = scan_image_files(root)
+        problems: dict[str, list[Any]] = {}
+        lists = {key: root / name for key, name in LIST_FILES.items() if (root / name).is_file()}
+        if lists:
+            listed = {key: read_list(path) for key, path in lists.items()}
+            train_val = pd.Index(listed.get(TRAIN_VAL, []))
+            test = pd.Index(listed.get(TEST, []))
+            in_test = rows["image"].isin(test).to_numpy()
+            in_train_val = rows["image"].isin(train_val).to_numpy()
+            # An image in both lists is kept out of training: leakage into the test set is worse.
+            assigned = np.where(in_test, TEST, np.where(in_train_val, TRAIN_VAL, None))
+            rows["list"] = pd.Series(assigned, index=rows.index, dtype=object)
+            both = train_val.intersection(test)
+            if len(both):
+                problems["in_both_lists"] = sorted(both)
+            known = pd.Index(rows["image"])
+            without_row = sorted(train_val.append(test).difference(known))
+            if without_row:
+                problems["list_no_row"] = without_row
+        return Inventory(
+            rows=rows,
+            files=files,
+            metadata_file=str(metadata_file),
+            has_lists=bool(lists),
+            problems=problems,
+        )
+
+    def bboxes(self) -> pd.DataFrame | None:
+        """NIH's bounding boxes (image, label, x, y, w, h) or ``None`` when the file is absent."""
+        root = self._folder()
+        for name in BBOX_FILES:
+            path = root / name
+            if path.is_file():
+                # Header "Image Index,Finding Label,Bbox [x,y,w,h],,," splits the box over 4 columns.
+                raw = pd.read_csv(path, header=0)
+                boxes = raw.iloc[:, :6].copy()
+                boxes.columns = ["image", "label", "x", "y", "w", "h"]
+                return boxes
+        return None
+
+
+class SyntheticSource(Nih14):
+    """Chest-radiograph phantoms with deliberately drawn findings, in the Kaggle layout.
+
+    Without a folder the phantoms are written once into the cxrzoo cache
+    (``$CXRZOO_HOME/data/synthetic-n…``) and reused; with one, that folder is read as it is.
+    """
+
+    options_defaults: ClassVar[dict[str, Any]] = {"n": 2000, "size": 128, "seed": 0, "prevalence": None}
+
+    @property
+    def root(self) -> Path:
+        if self._root is not None:
+            return self._root
+        from cxrzoo.store import home
+
+        opts = self.options
+        key = prevalence_key(opts["prevalence"])
+        return home() / "data" / f"synthetic-n{opts['n']}-s{opts['size']}-seed{opts['seed']}-{key}"
+
+    def materialise(self, *, progress: bool = False) -> Path:
+        """Write the phantoms if they are not there yet; returns the folder."""
+        root = self.root
+        if self._root is not None or _has_metadata(root):
+            return root
+        from cxrzoo.data.synthetic import write_kaggle_layout
+        from cxrzoo.store import atomic_folder
+
+        opts = self.options
+        with atomic_folder(root) as tmp:
+            write_kaggle_layout(
+                tmp,
+                opts["n"],
+                size=opts["size"],
+                seed=opts["seed"],
+                prevalence=opts["prevalence"],
+                progress=progress,
+            )
+        return root
+
+    def inventory(self) -> Inventory:
+        self.materialise()
+        return super().inventory()
+
+
+def _has_metadata(root: Path) -> bool:
+    return any((root / name).is_file() for name in METADATA_FILES)
+
+
+def prevalence_key(prevalence: Any) -> str:
+    """A short, stable folder-name part for a prevalence option.
+
+    ``None`` is ``"default"``; a named preset keeps its name (``"nih"``, ``"uniform-0.1"``); a
+    mapping is hashed after resolution, so equal prevalences share one folder.
+    """
+    from cxrzoo.data.synthetic import resolve_prevalence
+
+    resolved = resolve_prevalence(prevalence)  # validates, whatever the form
+    if prevalence is None or isinstance(prevalence, str):
+        name = (prevalence or "default").strip().lower()
+        return re.sub(r"[^a-z0-9.]+", "-", name)
+    blob = json.dumps({str(k): float(v) for k, v in resolved.items()}, sort_keys=True)
+    return "p" + hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def write_empty_layout(
+    metadata_file: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    n_test: int | None = None,
+    seed: int = 0,
+    folders: int = 12,
+) -> Path:
+    """A Kaggle-layout tree of zero-byte images named after ``metadata_file``'s rows.
+
+    It behaves like the real download for everything but decoding, so catalog, sampling and
+    split can be tested at full scale without the pixels (the files of a folder are hard links
+    to one empty file where the file system allows). Images are spread over
+    ``images_001/images`` … like Kaggle's; with ``n_test``, ``train_val_list.txt`` and
+    ``test_list.txt`` are written as a patient-wise split with exactly ``n_test`` test images
+    where whole patients allow (NIH's own lists are not derived from the metadata).
+    """
+    from cxrzoo.data.splits import split_by_patient
+
+    metadata_file, out = Path(metadata_file), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(metadata_file, out / metadata_file.name)
+    rows = read_metadata(metadata_file).drop_duplicates("image")
+    names = sorted(rows["image"])
+    for i, chunk in enumerate(np.array_split(np.asarray(names, dtype=object), folders), start=1):
+        folder = out / f"images_{i:03d}" / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_empty_files(str(folder), chunk)
+    if n_test is not None:
+        train_val, test = split_by_patient(rows, n_test, seed)
+        (out / LIST_FILES[TRAIN_VAL]).write_text("".join(f"{x}\n" for x in sorted(train_val["image"])))
+        (out / LIST_FILES[TEST]).write_text("".join(f"{x}\n" for x in sorted(test["image"])))
+    return out
+
+
+def _write_empty_files(folder: str, names: Any) -> None:
+    # Hard links to the folder's first empty file are several times cheaper than creating
+    # files one by one, and read the same (size 0) to everything but a writer.
+    first: str | None = None
+    for name in names:
+        path = os.path.join(folder, name)
+        if first is not None:
+            try:
+                os.link(first, path)
+                continue
+            except OSError:  # no hard links here, or the file exists already
+                pass
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        first = first or path

@@ -1,0 +1,162 @@
+"""The nih14 dataset: the Kaggle layout read as it is, and the dataset registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrzoo.data import TABLE_COLUMNS, DatasetError, Nih14, open_dataset
+from cxrzoo.data.nih14 import parse_findings, read_metadata
+from cxrzoo.labels import LABELS
+
+
+def _expected_labels(findings: str) -> list[int]:
+    parts = set(findings.split("|"))
+    return [int(label in parts) for label in LABELS]
+
+
+@pytest.mark.parametrize("csv", ["2017", "v2020", "v2020.gz"])
+def test_reads_every_csv_flavour(make_kaggle_tree, csv):
+    tree = make_kaggle_tree(csv=csv, bad=False)
+    table = Nih14(tree.root).table()
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert "Unnamed: 11" not in table.columns
+    assert sorted(table["image"]) == sorted(tree.good)
+    for row in table.itertuples(index=False):
+        assert [getattr(row, label) for label in LABELS] == _expected_labels(tree.findings[row.image])
+        assert row.list == tree.lists[row.image]
+    assert all(table[label].dtype == np.uint8 for label in LABELS)
+    assert table["age"].dtype == np.float64 and table["age"].notna().all()
+    assert set(table["sex"]) == {"M", "F"} and set(table["view"]) == {"PA", "AP"}
+    assert table["patient"].map(type).eq(str).all()
+    assert all(p.startswith(str(tree.root)) for p in table["path"])
+
+
+def test_ages_in_nih_first_release_format(make_kaggle_tree):
+    tree = make_kaggle_tree(csv="2017", bad=False)
+    raw = pd.read_csv(tree.metadata_file, dtype=str)
+    assert raw["Patient Age"].str.endswith("Y").any()
+    rows = read_metadata(tree.metadata_file)
+    expected = raw["Patient ID"].astype(int) + 30
+    assert (rows["age"] == expected.to_numpy()).all()
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "flat", "subfolders"])
+def test_finds_images_in_every_layout(make_kaggle_tree, layout):
+    tree = make_kaggle_tree(layout=layout, bad=False)
+    assert sorted(Nih14(tree.root).table()["image"]) == sorted(tree.good)
+
+
+def test_without_lists_every_image_is_unlisted(make_kaggle_tree):
+    tree = make_kaggle_tree(lists=False, bad=False)
+    table = Nih14(tree.root).table()
+    assert table["list"].isna().all()
+
+
+def test_parse_findings():
+    onehot, unknown = parse_findings(pd.Series(["No Finding", "Hernia|Effusion", "Pneumonitis|Mass", ""]))
+    assert onehot.dtype == np.uint8 and onehot.shape == (4, len(LABELS))
+    assert onehot[0].sum() == 0
+    assert onehot[1, LABELS.index("Hernia")] == 1 and onehot[1, LABELS.index("Effusion")] == 1
+    assert onehot[2, LABELS.index("Mass")] == 1
+    assert list(unknown) == ["", "", "Pneumonitis", "(empty)"]
+
+
+def test_missing_folder_and_missing_csv_are_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        Nih14(tmp_path / "nowhere").table()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="Data_Entry_2017"):
+        Nih14(tmp_path / "empty").table()
+
+
+def test_csv_without_required_columns(tmp_path):
+    (tmp_path / "Data_Entry_2017.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DatasetError, match="Image Index"):
+        Nih14(tmp_path).table()
+
+
+def test_bboxes(make_kaggle_tree):
+    tree = make_kaggle_tree(bad=False)
+    assert Nih14(tree.root).bboxes() is None
+    (tree.root / "BBox_List_2017.csv").write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n00000001_000.png,Atelectasis,225.0,547.0,86.7,79.1\n"
+    )
+    boxes = Nih14(tree.root).bboxes()
+    assert list(boxes.columns) == ["image", "label", "x", "y", "w", "h"]
+    assert boxes.iloc[0]["label"] == "Atelectasis" and boxes.iloc[0]["w"] == pytest.approx(86.7)
+
+
+def test_registered_and_opened_by_name_or_path(make_kaggle_tree):
+    import cxrzoo
+
+    assert {"nih14", "synthetic"} <= set(cxrzoo.list_datasets())
+    tree = make_kaggle_tree(bad=False)
+    source = open_dataset(tree.root)
+    assert isinstance(source, Nih14) and source.root == tree.root
+    assert isinstance(open_dataset(str(tree.root)), Nih14)
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_dataset(str(tree.root / "missing"))
+    with pytest.raises(DatasetError, match="no dataset of that name"):
+        open_dataset("nih15")
+
+
+def test_unknown_option_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="no option"):
+        Nih14(tmp_path, size=3)
+
+
+def test_synthetic_materialises_once_in_the_store(cxrzoo_home, monkeypatch):
+    synthetic = pytest.importorskip("cxrzoo.data.synthetic")
+    calls = []
+    real = synthetic.write_kaggle_layout
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "write_kaggle_layout", counting)
+    source = open_dataset(None, n=40, size=32, seed=3)
+    assert source.root == cxrzoo_home / "data" / "synthetic-n40-s32-seed3-default"
+    table = source.table()
+    assert len(table) == 40 and calls == [1]
+    again = open_dataset("synthetic", n=40, size=32, seed=3).table()
+    assert calls == [1]
+    pd.testing.assert_frame_equal(table, again)
+    assert not [p for p in (cxrzoo_home / "data").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.realdata
+def test_real_sample_table(nih_sample):
+    table = Nih14(nih_sample).table()
+    assert len(table) == 707 and table["patient"].nunique() == 186
+    counts = table.groupby("list")[list(LABELS)].sum()
+    assert (counts.loc["train_val", "Effusion"], counts.loc["test", "Effusion"]) == (97, 24)
+    readme = {
+        "Atelectasis": (58, 11), "Cardiomegaly": (59, 2), "Effusion": (97, 24), "Infiltration": (94, 22),
+        "Mass": (19, 4), "Nodule": (23, 4), "Pneumonia": (6, 2), "Pneumothorax": (23, 7),
+        "Consolidation": (27, 2), "Edema": (21, 3), "Emphysema": (21, 6), "Fibrosis": (18, 3),
+        "Pleural_Thickening": (16, 5), "Hernia": (8, 1),
+    }  # fmt: skip
+    for label, (train_val, test) in readme.items():
+        assert (counts.loc["train_val", label], counts.loc["test", label]) == (train_val, test), label
+    assert (table["list"] == "train_val").sum() == 565 and (table["list"] == "test").sum() == 142
+
+
+def test_cli_synth_writes_a_readable_dataset(tmp_path):
+    pytest.importorskip("cxrzoo.data.synthetic")
+    from click.testing import CliRunner
+
+    from cxrzoo.data.cli import data
+
+    out = tmp_path / "phantoms"
+    args = ["synth", str(out), "--n", "12", "--size", "32", "--seed", "1", "--prevalence", "Hernia=0.5"]
+    result = CliRunner().invoke(data, args)
+    assert result.exit_code == 0, result.output
+    table = Nih14(out).table(verify=True)
+    assert len(table) == 12 and set(table["list"]) == {"train_val", "test"}
+    again = CliRunner().invoke(data, args)
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    bad = CliRunner().invoke(data, ["synth", str(tmp_path / "x"), "--n", "4", "--prevalence", "Hernio=0.5"])
+    assert bad.exit_code == 2 and "Hernio" in bad.output and "Traceback" not in bad.output

@@ -1,0 +1,299 @@
+"""The trainer's guarantees: resumable runs, corrupt images skipped by name, DDP in sync,
+and the saved model carrying its calibration, data, split and recipe."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import cxrzoo
+from cxrzoo.cli import main
+from cxrzoo.training.recipes import Recipe, get_recipe
+from cxrzoo.training.trainer import positive_weights
+
+pytestmark = pytest.mark.xdist_group("training")
+
+TINY = ["--set", "backbone=test_resnet", "--set", "reduction=4", "--image-size", "32"]
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    # One thread per process: identical floating-point results across runs.
+    return dict(os.environ, CXRZOO_HOME=str(home), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def train_cmd(*extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cxrzoo",
+        "train",
+        "chest_xray_attention",
+        "--synthetic-n",
+        "300",
+        "--recipe",
+        "quick",
+        "--epochs",
+        "4",
+        "--no-progress",
+        *TINY,
+        *extra,
+    ]
+
+
+def log_rows(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path) as f:
+        return max(0, sum(1 for _ in csv.reader(f)) - 1)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    home = tmp_path / "home"
+    full = subprocess.run(
+        train_cmd("--name", "full"), env=cli_env(home), capture_output=True, text=True, timeout=600
+    )
+    assert full.returncode == 0, full.stderr
+
+    proc = subprocess.Popen(
+        train_cmd("--name", "killed"),
+        env=cli_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = home / "runs" / "killed" / "train_log.csv"
+    deadline = time.time() + 600
+    while log_rows(log) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up, like a lost machine
+    proc.wait()
+    assert not (home / "models" / "killed").exists(), "the run finished before it could be killed"
+    assert 2 <= log_rows(log) < 4
+
+    resumed = subprocess.run(
+        train_cmd("--name", "killed", "--resume"),
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Resuming from epoch" in resumed.stdout
+    a = load_file(home / "models" / "full" / "model.safetensors")
+    b = load_file(home / "models" / "killed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    ca = json.loads((home / "models" / "full" / "config.json").read_text())
+    cb = json.loads((home / "models" / "killed" / "config.json").read_text())
+    assert ca["config"]["thresholds"] == cb["config"]["thresholds"]
+    assert ca["metrics"]["macro_auroc"] == cb["metrics"]["macro_auroc"]
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    home = tmp_path / "home"
+    first = subprocess.run(
+        train_cmd("--name", "r", "--epochs", "1"),
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(
+        train_cmd("--name", "r", "--resume", "--lr", "0.1"),
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode != 0
+    assert "different settings" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_corrupt_image_is_named_and_skipped(tmp_path, monkeypatch):
+    from cxrzoo.data.synthetic import write_kaggle_layout
+
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
+    root = write_kaggle_layout(tmp_path / "nih", 120, size=48, seed=3)
+    images = sorted((root / "images_001" / "images").glob("*.png"))
+    bad = images[5]
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "chest_xray_attention",
+            "--data",
+            str(root),
+            "--epochs",
+            "1",
+            "--recipe",
+            "quick",
+            "--no-progress",
+            *TINY,
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert bad.name in result.output
+    from cxrzoo.training.run import DataSpec, load_splits
+
+    splits = load_splits(DataSpec(data=str(root)), echo=lambda _m: None)
+    split = next(k for k in ("train", "val", "test") if bad.name in set(getattr(splits, k)["image"]))
+    report = CliRunner().invoke(
+        main,
+        ["evaluate", "chest_xray_attention", "--bootstrap", "0", "--split", split, "--json", "--no-progress"],
+        catch_exceptions=False,
+    )
+    assert report.exit_code == 0, report.output
+    # Evaluation skips it too, by name, and scores the rest of that split.
+    assert bad.name in report.stderr
+    assert json.loads(report.stdout)["n_images"] == len(getattr(splits, split)) - 1
+
+
+def test_saved_model_carries_calibration_data_split_and_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path))
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "rare_disease",
+            "--synthetic-n",
+            "200",
+            "--epochs",
+            "2",
+            "--recipe",
+            "quick",
+            "--no-progress",
+            "--name",
+            "rd",
+            "--set",
+            "backbone=test_resnet",
+            "--set",
+            "feature_dim=8",
+            "--image-size",
+            "32",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "built-in synthetic phantoms" in result.output
+    folder = tmp_path / "models" / "rd"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "train_log.csv",
+    ]
+    doc = json.loads((folder / "config.json").read_text())
+    assert len(doc["config"]["thresholds"]) == 14
+    assert doc["calibration"]["method"] == "f1" and doc["calibration"]["split"] == "val"
+    training = doc["training"]
+    assert training["dataset"] == "synthetic" and training["recipe"]["name"] == "quick"
+    assert set(training["split"]) == {"train", "val", "test"}
+    assert doc["metrics"]["split"] == "val" and "per_class" in doc["metrics"]
+    with open(folder / "train_log.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_ablation_is_one_option_away(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path))
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "advanced_resnet",
+            "--synthetic-n",
+            "120",
+            "--epochs",
+            "1",
+            "--recipe",
+            "quick",
+            "--no-progress",
+            "--name",
+            "no_attn",
+            "--set",
+            "attention=false",
+            "--set",
+            "fpn=false",
+            "--set",
+            "backbone=test_resnet",
+            "--set",
+            "in_chans=1",
+            "--image-size",
+            "32",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    config = cxrzoo.load("no_attn").config
+    assert config.attention is False and config.fpn is False
+
+
+def test_positive_weights_are_inverse_frequency_and_bounded():
+    labels = np.zeros((100, 3))
+    labels[:50, 0] = 1  # 1:1
+    labels[:1, 1] = 1  # 99:1, bounded
+    weights = positive_weights(labels, max_weight=20)
+    assert weights.tolist() == [1.0, 20.0, 1.0]
+
+
+def test_recipes_are_named_and_validated():
+    report = get_recipe("report")
+    assert (report.optimizer, report.lr, report.schedule, report.batch_size) == ("adam", 1e-4, "plateau", 32)
+    with pytest.raises(ValueError, match="Did you mean 'report'"):
+        get_recipe("reprot")
+    with pytest.raises(ValueError, match="optimizer"):
+        Recipe(optimizer="adagrad")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_stays_in_sync(tmp_path):
+    home = tmp_path / "home"
+    env = cli_env(home)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "cxrzoo",
+        "train",
+        "rare_disease",
+        "--synthetic-n",
+        "200",
+        "--recipe",
+        "quick",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--name",
+        "ddp",
+        "--set",
+        "backbone=test_resnet",
+        "--set",
+        "feature_dim=8",
+        "--image-size",
+        "32",
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "parameters identical on 2 ranks" in result.stdout
+    doc = json.loads((home / "models" / "ddp" / "config.json").read_text())
+    assert doc["training"]["world_size"] == 2
