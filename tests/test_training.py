@@ -47,6 +47,8 @@ def train_cmd(*extra: str) -> list[str]:
         "--epochs",
         "4",
         "--no-progress",
+        "--set",
+        "ema=0.99",  # the averaged weights must resume exactly too
         *TINY,
         *extra,
     ]
@@ -297,3 +299,24 @@ def test_two_process_ddp_stays_in_sync(tmp_path):
     assert "parameters identical on 2 ranks" in result.stdout
     doc = json.loads((home / "models" / "ddp" / "config.json").read_text())
     assert doc["training"]["world_size"] == 2
+
+
+def test_findings_without_validation_positives_get_a_prevalence_threshold():
+    from cxrzoo.testing import tiny_model
+    from cxrzoo.training.run import calibrate_and_score
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((400, 14)) < 0.2).astype(np.float32)
+    labels[:, 13] = 0  # no Hernia in validation
+    probs = np.clip(labels * 0.5 + rng.random((400, 14)) * 0.5, 0, 1).astype(np.float32)
+    prevalence = np.full(14, 0.2)
+    prevalence[13] = 0.05
+    model = tiny_model("chest_xray_attention")
+    metrics = calibrate_and_score(
+        model, labels, probs, method="f1", split="val", dataset="x", train_prevalence=prevalence
+    )
+    assert model.metadata["calibration"]["fallback"] == ["Hernia"]
+    called = (probs[:, 13] >= model.thresholds[13]).mean()
+    assert abs(called - 0.05) < 0.01
+    assert metrics["per_class"]["Hernia"]["auroc"] is None  # undefined, not 0.5
+    assert all(model.thresholds[k] < 0.75 for k in range(13))  # calibrated, not the 0.5 default everywhere

@@ -50,11 +50,13 @@ def save_checkpoint(
     best: dict[str, torch.Tensor] | None,
     optimizer: dict[str, Any],
     extra: dict[str, Any],
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write model, best-so-far weights, optimizer and trainer state into one file."""
+    """Write model, best-so-far and averaged weights, optimizer and trainer state into one file."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.items()}
-    if best is not None:
-        tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best.items()})
+    for prefix, state in (("best", best), ("ema", ema)):
+        if state is not None:
+            tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in state.items()})
     opt_tensors, opt_rest = _split_optimizer(optimizer)
     tensors.update(opt_tensors)
     metadata = {"optimizer": json.dumps(opt_rest), "trainer": json.dumps(extra)}
@@ -85,10 +87,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a cxrzoo training checkpoint")
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
+    ema = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
     opt = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
     return {
         "model": model,
         "best": best or None,
+        "ema": ema or None,
         "optimizer": _join_optimizer(opt, json.loads(metadata["optimizer"])),
         "extra": json.loads(metadata["trainer"]),
     }

@@ -171,20 +171,37 @@ def _rare_labels(model: ZooModel) -> Sequence[str] | None:
 
 
 def calibrate_and_score(
-    model: ZooModel, labels: np.ndarray, probs: np.ndarray, *, method: str, split: str, dataset: str
+    model: ZooModel,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    method: str,
+    split: str,
+    dataset: str,
+    train_prevalence: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Set the model's thresholds from these (validation) predictions; return its metrics."""
+    """Set the model's thresholds from these (validation) predictions; return its metrics.
+
+    A finding with no positives in validation cannot be calibrated there. Its threshold is
+    then the score above which validation images occur at the finding's training prevalence
+    (the model calls it about as often as it was seen), or 0.5 without a prevalence.
+    """
     from cxrzoo.metrics import calibrate_thresholds, evaluate_predictions
 
     calibration = calibrate_thresholds(labels, probs, method=method)
-    model.set_thresholds(calibration.as_list())
+    thresholds = calibration.as_list()
+    for k in calibration.fallback:
+        if train_prevalence is not None and 0 < train_prevalence[k] < 1 and len(probs):
+            thresholds[k] = float(np.quantile(probs[:, k], 1 - train_prevalence[k]))
+    model.set_thresholds(thresholds)
     metrics = evaluate_predictions(
-        labels, probs, model.labels, thresholds=calibration.as_list(), rare=_rare_labels(model)
+        labels, probs, model.labels, thresholds=thresholds, rare=_rare_labels(model)
     )
     model.metadata["calibration"] = {
         "method": method,
         "split": split,
         "fallback": [model.labels[i] for i in calibration.fallback],
+        "fallback_rule": "training prevalence" if train_prevalence is not None else "0.5",
     }
     return {"split": split, "dataset": dataset, **metrics}
 
@@ -309,7 +326,13 @@ def train_model(
             return model
         val_probs, _, _ = trainer.validate()
         metrics = calibrate_and_score(
-            model, val.labels, val_probs, method=recipe_obj.calibration, split="val", dataset=spec.name
+            model,
+            val.labels,
+            val_probs,
+            method=recipe_obj.calibration,
+            split="val",
+            dataset=spec.name,
+            train_prevalence=train.labels.mean(0),
         )
         model.metadata.update(
             {
@@ -390,8 +413,15 @@ def _train_ensemble(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     probs, val = predict_table(model, splits.val, device=dev, echo=echo, progress=progress)
     recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    train_labels = splits.train[list(model.labels)].to_numpy(dtype=np.float64)
     metrics = calibrate_and_score(
-        model, val.labels, probs, method=recipe_obj.calibration, split="val", dataset=spec.name
+        model,
+        val.labels,
+        probs,
+        method=recipe_obj.calibration,
+        split="val",
+        dataset=spec.name,
+        train_prevalence=train_labels.mean(0) if len(train_labels) else None,
     )
     counts = splits.summary.get("splits", {})
     model.metadata.update(

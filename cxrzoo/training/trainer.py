@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from cxrzoo.model import ZooModel
@@ -149,6 +150,9 @@ class Trainer:
             else None
         )
         self.optimizer = self._make_optimizer()
+        self.optimizer_steps = 0
+        # An exponential moving average of the weights is what gets validated and kept, when on.
+        self.ema = ModelEmaV3(self.model, decay=recipe.ema, use_warmup=True) if recipe.ema else None
         order = epoch_order(
             len(train), seed=seed, epoch=0, shuffle=True, rank=self.dist.rank, world=self.dist.world
         )
@@ -212,6 +216,7 @@ class Trainer:
             "run_config": self.run_config,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "optimizer_steps": self.optimizer_steps,
             **state,
         }
         save_checkpoint(
@@ -220,6 +225,7 @@ class Trainer:
             best=best,
             optimizer=self.optimizer.state_dict(),
             extra=json.loads(json.dumps(extra, default=float)),
+            ema=self.ema.module.state_dict() if self.ema is not None else None,
         )
 
     def _resume(self) -> tuple[int, dict[str, torch.Tensor] | None, dict[str, Any]]:
@@ -243,6 +249,9 @@ class Trainer:
             self.scheduler.load_state_dict(extra["scheduler"])
         if self.scaler.is_enabled() and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
+        if self.ema is not None and ckpt["ema"] is not None:
+            self.ema.module.load_state_dict(ckpt["ema"])
+        self.optimizer_steps = int(extra.get("optimizer_steps", 0))
         return int(extra["epoch"]) + 1, ckpt["best"], extra
 
     def _write_log(self, history: list[dict[str, Any]]) -> None:
@@ -300,6 +309,9 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer_steps += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, step=self.optimizer_steps)
                 if self.scheduler is not None and r.schedule != "plateau":
                     # OneCycleLR refuses to step past its total; early-stopped runs never reach it.
                     if r.schedule != "onecycle" or self.scheduler.last_epoch + 1 < self.scheduler.total_steps:
@@ -310,9 +322,14 @@ class Trainer:
                 bar.set_postfix(loss=f"{total / count:.4f}")
         return total / max(count, 1)
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and kept: the moving average when on."""
+        return self.ema.module if self.ema is not None else self.model
+
     def validate(self) -> tuple[np.ndarray, float | None, float]:
         probs = predict_arrays(
-            self.model,
+            self.eval_model,
             self.val_data,
             self.prep,
             device=self.device,
@@ -347,7 +364,9 @@ class Trainer:
                 self.scheduler.step(score if score is not None else 0.0)
             improved = score is not None and (best is None or score > best + 1e-4)
             if improved or best_state is None:
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()
+                }
             if improved:
                 best, best_epoch, bad_epochs = score, epoch, 0
             else:
