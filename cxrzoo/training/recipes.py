@@ -22,8 +22,8 @@ class Recipe:
     name: str = "default"
     optimizer: str = "adamw"  # adamw | adam | sgd
     lr: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 30
+    weight_decay: float = 0.05
+    epochs: int = 60
     batch_size: int = 32
     schedule: str = "onecycle"  # onecycle | cosine | plateau | none
     warmup: float = 0.1  # share of steps spent warming up (onecycle)
@@ -31,8 +31,8 @@ class Recipe:
     plateau_factor: float = 0.5
     loss: str = "weighted_bce"  # weighted_bce | bce
     max_pos_weight: float = 20.0  # bound on the inverse-frequency positive weight
-    augment: str | None = "augment_report"
-    patience: int = 8  # early stopping: epochs without a better validation AUROC
+    augment: str | None = "augment_strong"
+    patience: int = 15  # early stopping: epochs without a better validation AUROC
     min_epochs: int = 1
     accumulate: int = 1  # gradient accumulation steps
     grad_clip: float | None = 5.0
@@ -94,7 +94,9 @@ RECIPES: dict[str, Recipe] = {
         calibration="f1",
     ),
     # Short and light for CPU demos and tests on the synthetic phantoms.
-    "quick": Recipe(name="quick", epochs=12, lr=3e-3, augment="augment_light", patience=5, min_epochs=4),
+    "quick": Recipe(
+        name="quick", epochs=12, lr=3e-3, weight_decay=1e-4, augment="augment_light", patience=5, min_epochs=4
+    ),
 }
 
 

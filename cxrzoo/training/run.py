@@ -10,7 +10,6 @@ validation, and save weights + config (thresholds, data, split, recipe, metrics)
 
 from __future__ import annotations
 
-import io
 import os
 import time
 import warnings
@@ -28,7 +27,7 @@ from cxrzoo.model import ZooModel
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.loader import ArrayData
 from cxrzoo.training.recipes import Recipe, get_recipe
-from cxrzoo.training.trainer import Trainer, predict_arrays
+from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
 
 Echo = Callable[[str], None]
 
@@ -210,14 +209,6 @@ def _quiet(_message: str) -> None:
     pass
 
 
-def _log_csv(history: list[dict[str, Any]]) -> bytes:
-    from cxrzoo.training.trainer import LOG_FIELDS
-
-    buf = io.StringIO()
-    pd.DataFrame(history, columns=LOG_FIELDS).to_csv(buf, index=False)
-    return buf.getvalue().encode()
-
-
 def train_model(
     model_name: str,
     *,
@@ -360,7 +351,7 @@ def train_model(
             f"{'undefined' if auc is None else f'{auc:.4f}'}; thresholds calibrated ({recipe_obj.calibration})"
         )
         if save:
-            path = store.save(model, name, extra_files={"train_log.csv": _log_csv(result.history)})
+            path = store.save(model, name, extra_files={"train_log.csv": history_csv(result.history)})
             echo(f"Saved to {path}")
         return model.cpu()
     finally:

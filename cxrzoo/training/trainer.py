@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import time
@@ -36,6 +37,16 @@ LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_macro_auroc", "lr", "secon
 
 class ResumeError(RuntimeError):
     pass
+
+
+def history_csv(history: list[dict[str, Any]]) -> bytes:
+    """The per-epoch training log as CSV."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k) for k in LOG_FIELDS})
+    return buf.getvalue().encode()
 
 
 def positive_weights(labels: np.ndarray, max_weight: float) -> torch.Tensor:
@@ -257,16 +268,9 @@ class Trainer:
     def _write_log(self, history: list[dict[str, Any]]) -> None:
         if not self.dist.is_main or self.log_path is None:
             return
-        import io
-
         from cxrzoo.store import atomic_write_bytes
 
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: row.get(k) for k in LOG_FIELDS})
-        atomic_write_bytes(self.log_path, buf.getvalue().encode())
+        atomic_write_bytes(self.log_path, history_csv(history))
 
     # -- the loop -------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> float:

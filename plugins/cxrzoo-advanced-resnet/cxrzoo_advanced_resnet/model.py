@@ -88,10 +88,14 @@ class AdvancedResNet(ZooModel):
             maps.update({f"fpn{i}": f for i, f in enumerate(feats)})
         return feats, maps
 
+    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [attn(f) for f, attn in zip(self.backbone(x), self.attention, strict=True)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats, _ = self._pyramid(x)
-        pooled = torch.cat([f.mean((2, 3)) for f in feats], dim=1)
-        return self.head(pooled)
+        feats = self._stages(x)
+        # The head only needs each pyramid level's mean: FPN.pooled gets it exactly, cheaply.
+        pooled = self.fpn.pooled(feats) if self.fpn is not None else [f.mean((2, 3)) for f in feats]
+        return self.head(torch.cat(pooled, dim=1))
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self._pyramid(x)[1]

@@ -43,3 +43,16 @@ def test_three_channel_and_other_backbones():
     assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 14)
     with pytest.raises(ValueError, match="resnet50"):
         cxrzoo.create_model("advanced_resnet", backbone="resnet5O")
+
+
+def test_pooled_pyramid_equals_pooling_the_full_pyramid():
+    # forward() skips the FPN's 3x3 convolutions by pooling first; it must not change the result.
+    model = tiny_model("advanced_resnet")
+    x = torch.randn(3, 1, 45, 37)  # odd sizes exercise the zero-padded borders
+    feats = model._stages(x)
+    full = torch.cat([f.mean((2, 3)) for f in model.fpn(feats)], dim=1)
+    fast = torch.cat(model.fpn.pooled(feats), dim=1)
+    assert torch.allclose(full, fast, atol=1e-6)
+    grad_full = torch.autograd.grad(full.sum(), model.fpn.smooth[0].weight)[0]
+    grad_fast = torch.autograd.grad(fast.sum(), model.fpn.smooth[0].weight)[0]
+    assert torch.allclose(grad_full, grad_fast, atol=1e-5)
