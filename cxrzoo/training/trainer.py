@@ -287,7 +287,9 @@ class Trainer:
         )
         loader = BatchLoader(self.train_data, r.batch_size, order=order, device=self.device)
         self.net.train()
-        total, count = 0.0, 0
+        # The running loss stays on the device: reading it every step would make the CPU wait
+        # for the GPU each step instead of queueing the next batch's work.
+        total, count = torch.zeros((), device=self.device), 0
         bar = _progress(loader, f"epoch {epoch + 1}/{r.epochs}", enabled=self.progress and self.dist.is_main)
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
@@ -320,11 +322,11 @@ class Trainer:
                     # OneCycleLR refuses to step past its total; early-stopped runs never reach it.
                     if r.schedule != "onecycle" or self.scheduler.last_epoch + 1 < self.scheduler.total_steps:
                         self.scheduler.step()
-            total += float(loss.detach()) * len(y)
+            total += loss.detach().float() * len(y)
             count += len(y)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / count:.4f}")
-        return total / max(count, 1)
+            if hasattr(bar, "set_postfix") and (step % 20 == 0 or last):
+                bar.set_postfix(loss=f"{float(total) / count:.4f}")
+        return float(total) / max(count, 1)
 
     @property
     def eval_model(self) -> nn.Module:

@@ -72,12 +72,18 @@ class BatchAugment(Transform):
         bright = (rand(b) * 2 - 1) * self.brightness
         contr = 1 + (rand(b) * 2 - 1) * self.contrast
 
-        theta = theta.to(device=x.device, dtype=x.dtype)
+        # One small host-to-device copy per batch, from pinned memory and asynchronous on a GPU:
+        # a plain copy from pageable memory would wait for the GPU to finish its queued work.
+        params = torch.cat([theta.flatten(1), bright[:, None], contr[:, None]], dim=1)
+        if x.device.type == "cuda":
+            params = params.pin_memory().to(x.device, non_blocking=True)
+        params = params.to(device=x.device, dtype=x.dtype)
+        theta = params[:, :6].view(-1, 2, 3)
+        bright = params[:, 6].view(-1, 1, 1, 1)
+        contr = params[:, 7].view(-1, 1, 1, 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        bright = bright.to(x.device, x.dtype).view(-1, 1, 1, 1)
-        contr = contr.to(x.device, x.dtype).view(-1, 1, 1, 1)
         return ((out - mean) * contr + mean + bright).clamp_(0.0, 1.0)
 
 
