@@ -40,7 +40,9 @@ def cxrzoo(args: list[str], env: dict[str, str], log: list[str]) -> str:
     line = "cxrzoo " + shlex.join(args)
     print(f"$ {line}", flush=True)
     log.append(line)
-    result = subprocess.run([sys.executable, "-m", "cxrzoo", *args], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cxrzoo", *args], env=env, capture_output=True, text=True, cwd=HERE.parent
+    )
     if result.returncode != 0:
         sys.exit(f"failed: {line}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return result.stdout
@@ -63,9 +65,11 @@ def main() -> None:
         return
     home = args.home or Path(tempfile.mkdtemp(prefix="cxrzoo-nih64-"))
     env = dict(os.environ, CXRZOO_HOME=str(home))
+    # Relative to the repository root, where the commands run, so they can be pasted as they are.
+    data = os.path.relpath(args.data.resolve(), HERE.parent)
     common = [
         "--data",
-        str(args.data),
+        data,
         "--image-size",
         str(args.image_size),
         "--recipe",

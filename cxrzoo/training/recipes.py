@@ -33,7 +33,9 @@ class Recipe:
     max_pos_weight: float = 20.0  # bound on the inverse-frequency positive weight
     augment: str | None = "augment_strong"
     patience: int = 15  # early stopping: epochs without a better validation AUROC
-    min_epochs: int = 1
+    # No early stop before this epoch: one-cycle and cosine schedules do their best work while
+    # the learning rate anneals, and small validation sets are noisy before that.
+    min_epochs: int = 40
     accumulate: int = 1  # gradient accumulation steps
     grad_clip: float | None = 5.0
     amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on CPU
@@ -90,6 +92,7 @@ RECIPES: dict[str, Recipe] = {
         plateau_factor=0.1,
         augment="augment_report",
         patience=10,
+        min_epochs=1,
         grad_clip=None,
         calibration="f1",
     ),

@@ -69,7 +69,13 @@ class AdvancedResNet(ZooModel):
     @classmethod
     def tiny_config(cls) -> AdvancedResNetConfig:
         return AdvancedResNetConfig(
-            backbone="test_resnet", in_chans=1, image_size=32, fpn_channels=16, hidden=32, reduction=4
+            backbone="test_resnet",
+            in_chans=1,
+            image_size=32,
+            fpn_channels=32,
+            hidden=64,
+            reduction=4,
+            dropout=0.1,
         )
 
     def _pyramid(self, x: torch.Tensor) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
