@@ -11,6 +11,13 @@ For each seed it runs exactly these commands (printed as they run) in a private 
 
 and writes benchmarks/results/nih_sample_64.json and .md: test macro AUROC per model and
 seed, the mean over seeds, and the reference points of the data's README.
+
+    python benchmarks/nih_sample.py --ablation [--home DIR]
+
+trains advanced_resnet with its parts switched off and a smaller backbone (the variants in
+ABLATION, each by ``--set``) with the same recipe and seeds, and writes
+nih_sample_64_ablation.json and .md. Models already in the store under the same name
+(with ``--home``) are reused rather than trained again.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ REFERENCES = {
     "pixel logistic regression": 0.58,
     "timm resnet18 from scratch, 60 epochs, 5 seeds (range)": "0.59-0.67",
     "resnet18 + flip/affine/contrast, AdamW one-cycle, 80 epochs, 3 seeds": 0.67,
+}
+# advanced_resnet variants: what each part and the backbone's size contribute on small data.
+ABLATION = {
+    "advanced_resnet": [],
+    "resnet50 alone (attention, FPN off)": ["attention=false", "fpn=false"],
+    "resnet18 + attention + FPN": ["backbone=resnet18"],
+    "resnet18 alone (attention, FPN off)": ["backbone=resnet18", "attention=false", "fpn=false"],
 }
 
 
@@ -58,8 +72,13 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--home", type=Path, help="Store to train into (default: a temporary folder).")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "nih_sample_64")
+    parser.add_argument("--out", type=Path, help="Output stem (default: results/nih_sample_64[_ablation]).")
+    parser.add_argument(
+        "--ablation", action="store_true", help="Train advanced_resnet variants instead (see ABLATION)."
+    )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = HERE / "results" / ("nih_sample_64_ablation" if args.ablation else "nih_sample_64")
     if not (args.data / "Data_Entry_2017.csv").is_file():
         print(f"No NIH sample at {args.data}; nothing to do.")
         return
@@ -78,6 +97,9 @@ def main() -> None:
     ]
     if args.device:
         common += ["--device", args.device]
+    if args.ablation:
+        ablation(args, home, env, common, data)
+        return
     commands: list[str] = []
     runs = []
     started = time.perf_counter()
@@ -145,7 +167,7 @@ def main() -> None:
             "vs_resnet18_augmented_reference": round(statistics.mean(scores) - 0.67, 4),
         }
     doc = {
-        "data": str(args.data),
+        "data": data,
         "image_size": args.image_size,
         "recipe": args.recipe,
         "seeds": args.seeds,
@@ -173,6 +195,79 @@ def main() -> None:
             f"{s['min']:.3f}-{s['max']:.3f} | {s['mean_macro_f1']:.3f} | {s['vs_pixel_logistic_regression']:+.3f} | "
             f"{s['vs_resnet18_augmented_reference']:+.3f} |"
         )
+    lines += ["", "Commands:", "", "```", *commands, "```", ""]
+    args.out.with_suffix(".md").write_text("\n".join(lines))
+    print(f"\nWrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+
+
+def ablation(args, home: Path, env: dict[str, str], common: list[str], data: str) -> None:
+    commands: list[str] = []
+    runs = []
+    started = time.perf_counter()
+    for seed in args.seeds:
+        names = {}
+        for variant, sets in ABLATION.items():
+            slug = "advanced_resnet" if not sets else "ar-" + "-".join(s.replace("=", "_") for s in sets)
+            name = names[variant] = f"nih64-{slug}-{seed}"
+            if (home / "models" / name / "config.json").is_file():
+                print(f"reusing {name} from {home}")
+                commands.append(f"# reused {name}, trained by the command of the main run")
+                continue
+            overrides = [a for s in sets for a in ("--set", s)]
+            cmd = ["train", "advanced_resnet", *common, "--seed", str(seed), "--name", name]
+            cxrzoo([*cmd, *overrides], env, commands)
+        out = cxrzoo(
+            ["compare", *names.values(), "--split", "test", "--json", "--no-progress"], env, commands
+        )
+        by_name = {row["model"]: row for row in json.loads(out)["models"]}
+        for variant, name in names.items():
+            row = by_name[name]
+            runs.append(
+                {
+                    "seed": seed,
+                    "variant": variant,
+                    "macro_auroc": row["macro_auroc"],
+                    "macro_f1": row["macro_f1"],
+                    "rare_auroc": row["rare_auroc"],
+                    "common_auroc": row["common_auroc"],
+                }
+            )
+            print(f"  seed {seed} {variant:<38} test macro AUROC {row['macro_auroc']:.4f}")
+    summary = {}
+    for variant in ABLATION:
+        scores = [r["macro_auroc"] for r in runs if r["variant"] == variant]
+        summary[variant] = {
+            "set": ABLATION[variant],
+            "mean_macro_auroc": round(statistics.mean(scores), 4),
+            "sd": round(statistics.stdev(scores), 4) if len(scores) > 1 else None,
+            "per_seed": [round(x, 4) for x in scores],
+        }
+    doc = {
+        "data": data,
+        "image_size": args.image_size,
+        "recipe": args.recipe,
+        "seeds": args.seeds,
+        "commands": commands,
+        "runs": runs,
+        "summary": summary,
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
+    lines = [
+        "# NIH sample, 64 px: advanced_resnet ablation (test macro AUROC)",
+        "",
+        f"Recipe `{args.recipe}`, seeds {args.seeds}, {doc['minutes']} min. Produced by "
+        "`python benchmarks/nih_sample.py --ablation`.",
+        "",
+        "| Variant | `--set` | mean | sd | per seed |",
+        "|---|---|---:|---:|---|",
+    ]
+    for variant, s in summary.items():
+        sets = " ".join(s["set"]) or "(defaults)"
+        per_seed = ", ".join(f"{x:.3f}" for x in s["per_seed"])
+        sd = s["sd"] if s["sd"] is not None else "-"
+        lines.append(f"| {variant} | {sets} | {s['mean_macro_auroc']:.3f} | {sd} | {per_seed} |")
     lines += ["", "Commands:", "", "```", *commands, "```", ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print(f"\nWrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")

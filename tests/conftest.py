@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+# Real NIH data for the tests that need it: ../shared/data beside the repository, or the
+# folder named by CXRZOO_TEST_DATA (same layout: nih-sample-64/, nih-metadata/).
+SHARED_DATA = Path(os.environ.get("CXRZOO_TEST_DATA") or Path(__file__).parents[1].parent / "shared" / "data")
 NIH_SAMPLE = SHARED_DATA / "nih-sample-64"
 NIH_METADATA = SHARED_DATA / "nih-metadata" / "Data_Entry_2017_v2020.csv.gz"
 
@@ -217,6 +220,47 @@ def nih_sample() -> Path:
     if not (NIH_SAMPLE / "Data_Entry_2017.csv").is_file():
         pytest.skip(f"real NIH sample not available at {NIH_SAMPLE} (only beside the project checkout)")
     return NIH_SAMPLE
+
+
+@dataclass
+class RawSample:
+    """What a real sample's files say, read with the csv module alone (not with cxrzoo), so
+    tests hold for any sample in the Kaggle layout, not just the one beside this checkout."""
+
+    images: set[str]  # rows whose PNG is on disk
+    patients: set[str]
+    lists: dict[str, set[str]]  # train_val / test -> image names
+    positives: dict[str, dict[str, int]]  # list -> label -> count
+
+
+def read_raw_sample(root: Path) -> RawSample:
+    import csv
+
+    on_disk = {p.name for p in root.rglob("*.png")}
+    lists = {
+        name: {line.strip() for line in (root / f"{name}_list.txt").read_text().splitlines() if line.strip()}
+        for name in ("train_val", "test")
+    }
+    images, patients = set(), set()
+    positives: dict[str, dict[str, int]] = {name: {} for name in lists}
+    with open(root / "Data_Entry_2017.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            name = row["Image Index"]
+            if name not in on_disk:
+                continue
+            images.add(name)
+            patients.add(str(int(row["Patient ID"])))
+            for list_name, members in lists.items():
+                if name in members:
+                    for label in row["Finding Labels"].split("|"):
+                        counts = positives[list_name]
+                        counts[label] = counts.get(label, 0) + 1
+    return RawSample(images, patients, lists, positives)
+
+
+@pytest.fixture
+def nih_raw(nih_sample: Path) -> RawSample:
+    return read_raw_sample(nih_sample)
 
 
 @pytest.fixture

@@ -157,5 +157,5 @@ def test_cli_prepare(kaggle_tree, cxrzoo_home):
 def test_real_sample_cache(nih_sample, cxrzoo_home):
     table = Nih14(nih_sample).table()
     cache = build_cache(table, Preprocessing(["clahe", "resize", "scale"], image_size=64), progress=False)
-    assert len(cache) == 707 and not cache.failed
+    assert len(cache) == len(table) and not cache.failed
     assert cache.images_per_second > 0

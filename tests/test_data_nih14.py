@@ -128,20 +128,16 @@ def test_synthetic_materialises_once_in_the_store(cxrzoo_home, monkeypatch):
 
 
 @pytest.mark.realdata
-def test_real_sample_table(nih_sample):
+def test_real_sample_table(nih_sample, nih_raw):
     table = Nih14(nih_sample).table()
-    assert len(table) == 707 and table["patient"].nunique() == 186
+    assert len(table) == len(nih_raw.images) and table["patient"].nunique() == len(nih_raw.patients)
     counts = table.groupby("list")[list(LABELS)].sum()
-    assert (counts.loc["train_val", "Effusion"], counts.loc["test", "Effusion"]) == (97, 24)
-    readme = {
-        "Atelectasis": (58, 11), "Cardiomegaly": (59, 2), "Effusion": (97, 24), "Infiltration": (94, 22),
-        "Mass": (19, 4), "Nodule": (23, 4), "Pneumonia": (6, 2), "Pneumothorax": (23, 7),
-        "Consolidation": (27, 2), "Edema": (21, 3), "Emphysema": (21, 6), "Fibrosis": (18, 3),
-        "Pleural_Thickening": (16, 5), "Hernia": (8, 1),
-    }  # fmt: skip
-    for label, (train_val, test) in readme.items():
-        assert (counts.loc["train_val", label], counts.loc["test", label]) == (train_val, test), label
-    assert (table["list"] == "train_val").sum() == 565 and (table["list"] == "test").sum() == 142
+    for list_name, positives in nih_raw.positives.items():
+        for label in LABELS:
+            assert counts.loc[list_name, label] == positives.get(label, 0), (list_name, label)
+        assert (table["list"] == list_name).sum() == len(nih_raw.lists[list_name] & nih_raw.images)
+    no_finding = table[list(LABELS)].sum(axis=1) == 0
+    assert no_finding.sum() == sum(p.get("No Finding", 0) for p in nih_raw.positives.values())
 
 
 def test_cli_synth_writes_a_readable_dataset(tmp_path):
