@@ -44,6 +44,8 @@ REFERENCES = {
 # advanced_resnet variants: what each part and the backbone's size contribute on small data.
 ABLATION = {
     "advanced_resnet": [],
+    "resnet50 + attention (FPN off)": ["fpn=false"],
+    "resnet50 + FPN (attention off)": ["attention=false"],
     "resnet50 alone (attention, FPN off)": ["attention=false", "fpn=false"],
     "resnet18 + attention + FPN": ["backbone=resnet18"],
     "resnet18 alone (attention, FPN off)": ["backbone=resnet18", "attention=false", "fpn=false"],
