@@ -168,38 +168,32 @@ def main() -> None:
             "vs_pixel_logistic_regression": round(statistics.mean(scores) - 0.58, 4),
             "vs_resnet18_augmented_reference": round(statistics.mean(scores) - 0.67, 4),
         }
-    doc = {
-        "data": data,
-        "image_size": args.image_size,
-        "recipe": args.recipe,
-        "seeds": args.seeds,
-        "split": "train on train_val (80/20 by patient for validation), score test_list.txt (142 images)",
-        "commands": commands,
-        "runs": runs,
-        "summary": summary,
-        "references": REFERENCES,
-        "minutes": round((time.perf_counter() - started) / 60, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
-    lines = [
-        "# NIH sample (707 real radiographs, 64 px): test macro AUROC",
-        "",
-        f"Recipe `{args.recipe}`, seeds {args.seeds}, {doc['minutes']} min. Produced by "
-        f"`python benchmarks/nih_sample.py`, which runs the commands listed below.",
-        "",
+    images = runs[0]["images"] if runs else "?"
+    table = [
         "| Model | mean test macro AUROC | sd | min-max | mean macro F1 | vs 0.58 (pixel LR) | vs 0.67 (resnet18 ref.) |",
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for model, s in summary.items():
-        lines.append(
+        table.append(
             f"| {model} | {s['mean_macro_auroc']:.3f} | {s['sd'] if s['sd'] is not None else '-'} | "
             f"{s['min']:.3f}-{s['max']:.3f} | {s['mean_macro_f1']:.3f} | {s['vs_pixel_logistic_regression']:+.3f} | "
             f"{s['vs_resnet18_augmented_reference']:+.3f} |"
         )
-    lines += ["", "Commands:", "", "```", *commands, "```", ""]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
-    print(f"\nWrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    write_results(
+        args,
+        {
+            "data": data,
+            "split": f"train on train_val (80/20 by patient for validation), score test_list.txt ({images} images)",
+            "commands": commands,
+            "runs": runs,
+            "summary": summary,
+            "references": REFERENCES,
+        },
+        title=f"NIH sample (real radiographs, {args.image_size} px): test macro AUROC",
+        how="`python benchmarks/nih_sample.py`, which runs the commands listed below",
+        table=table,
+        started=started,
+    )
 
 
 def ablation(args, home: Path, env: dict[str, str], common: list[str], data: str) -> None:
@@ -244,33 +238,43 @@ def ablation(args, home: Path, env: dict[str, str], common: list[str], data: str
             "sd": round(statistics.stdev(scores), 4) if len(scores) > 1 else None,
             "per_seed": [round(x, 4) for x in scores],
         }
-    doc = {
-        "data": data,
-        "image_size": args.image_size,
-        "recipe": args.recipe,
-        "seeds": args.seeds,
-        "commands": commands,
-        "runs": runs,
-        "summary": summary,
-        "minutes": round((time.perf_counter() - started) / 60, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
-    lines = [
-        "# NIH sample, 64 px: advanced_resnet ablation (test macro AUROC)",
-        "",
-        f"Recipe `{args.recipe}`, seeds {args.seeds}, {doc['minutes']} min. Produced by "
-        "`python benchmarks/nih_sample.py --ablation`.",
-        "",
-        "| Variant | `--set` | mean | sd | per seed |",
-        "|---|---|---:|---:|---|",
-    ]
+    table = ["| Variant | `--set` | mean | sd | per seed |", "|---|---|---:|---:|---|"]
     for variant, s in summary.items():
         sets = " ".join(s["set"]) or "(defaults)"
         per_seed = ", ".join(f"{x:.3f}" for x in s["per_seed"])
         sd = s["sd"] if s["sd"] is not None else "-"
-        lines.append(f"| {variant} | {sets} | {s['mean_macro_auroc']:.3f} | {sd} | {per_seed} |")
-    lines += ["", "Commands:", "", "```", *commands, "```", ""]
+        table.append(f"| {variant} | {sets} | {s['mean_macro_auroc']:.3f} | {sd} | {per_seed} |")
+    write_results(
+        args,
+        {"data": data, "commands": commands, "runs": runs, "summary": summary},
+        title=f"NIH sample, {args.image_size} px: advanced_resnet ablation (test macro AUROC)",
+        how="`python benchmarks/nih_sample.py --ablation`",
+        table=table,
+        started=started,
+    )
+
+
+def write_results(args, doc: dict, *, title: str, how: str, table: list[str], started: float) -> None:
+    """Write OUT.json (the figures, the commands, the settings) and OUT.md (a table)."""
+    minutes = round((time.perf_counter() - started) / 60, 1)
+    settings = {"image_size": args.image_size, "recipe": args.recipe, "seeds": args.seeds}
+    doc = {**settings, **doc, "minutes": minutes}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
+    lines = [
+        f"# {title}",
+        "",
+        f"Recipe `{args.recipe}`, seeds {args.seeds}, {minutes} min. Produced by {how}.",
+        "",
+        *table,
+        "",
+        "Commands:",
+        "",
+        "```",
+        *doc["commands"],
+        "```",
+        "",
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print(f"\nWrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
 
