@@ -15,13 +15,13 @@ import json
 import os
 import platform
 import statistics
-import time
 import tracemalloc
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import sklearn
+from common import processor_name, time_repeats
 from sklearn.metrics import roc_auc_score
 
 from cxrzoo.labels import LABELS, NIH_PREVALENCE
@@ -37,15 +37,6 @@ def synthetic_predictions(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.
     y = (rng.random((n_images, len(LABELS))) < prevalence).astype(np.int8)
     logits = np.log(prevalence / (1 - prevalence)) + 1.2 * y + rng.normal(size=y.shape)
     return y, (1 / (1 + np.exp(-logits))).astype(np.float32)
-
-
-def time_call(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def naive_auroc_loop(y: np.ndarray, p: np.ndarray, n_resamples: int, seed: int = 0) -> None:
@@ -67,19 +58,6 @@ def peak_traced_mib(fn) -> float:
         tracemalloc.stop()
 
 
-def processor_name() -> str:
-    """``platform.processor()``, which is empty on most Linux systems, else /proc/cpuinfo."""
-    name = platform.processor()
-    if not name:
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-    return name
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=25_596)
@@ -95,9 +73,9 @@ def main() -> None:
     def run(metrics: tuple[str, ...]):
         return lambda: bootstrap_ci(y, p, LABELS, n_resamples=args.resamples, metrics=metrics)
 
-    vectorised = time_call(run(DEFAULT_METRICS), args.repeats)
-    auroc_only = time_call(run(("auroc",)), args.repeats)
-    naive = time_call(lambda: naive_auroc_loop(y, p, args.baseline_resamples), 1)[0]
+    vectorised = time_repeats(run(DEFAULT_METRICS), repeat=args.repeats)
+    auroc_only = time_repeats(run(("auroc",)), repeat=args.repeats)
+    naive = time_repeats(lambda: naive_auroc_loop(y, p, args.baseline_resamples), repeat=1)[0]
     naive_extrapolated = naive * args.resamples / args.baseline_resamples
     peak_mib = peak_traced_mib(run(DEFAULT_METRICS))
 

@@ -47,6 +47,7 @@ from common import (
     print_table,
     ratio,
     report_load,
+    time_repeats,
     write_results,
 )
 from torch import nn
@@ -103,17 +104,6 @@ def export(model: nn.Module, path: Path, *, in_chans: int, size: int) -> dict[st
         return {"path": str(path)}
 
 
-def time_batches(run: Callable[[], Any], *, warmup: int, repeat: int) -> list[float]:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,7 +158,7 @@ def main() -> int:
                 with torch.inference_mode():
                     m(x)
 
-            time_batches(forward, warmup=args.warmup, repeat=0)
+            time_repeats(forward, warmup=args.warmup, repeat=0)
             runners.append((row, "torch", forward))
             print(" PyTorch", end="", flush=True)
             if ort is not None:
@@ -191,7 +181,7 @@ def main() -> int:
                 def run(s: Any = session, feed: dict[str, np.ndarray] = feed) -> None:
                     s.run(None, feed)
 
-                time_batches(run, warmup=args.warmup, repeat=0)
+                time_repeats(run, warmup=args.warmup, repeat=0)
                 runners.append((row, "onnx", run))
                 print(", onnxruntime", end="", flush=True)
             print(": ready", flush=True)
@@ -203,7 +193,7 @@ def main() -> int:
     times: list[list[float]] = [[] for _ in runners]
     for _ in range(repeat):
         for i, (_, _, fn) in enumerate(runners):
-            times[i] += time_batches(fn, warmup=0, repeat=1)
+            times[i] += time_repeats(fn, warmup=0, repeat=1)
     for (row, kind, _), t in zip(runners, times):
         row[f"{kind}_img_s"] = round(batch / median(t), 1)
         row[f"{kind}_ms_per_batch_all"] = [round(v * 1000, 1) for v in t]

@@ -253,6 +253,18 @@ def synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_repeats(run: Callable[[], Any], *, repeat: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``repeat`` calls of ``run``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
