@@ -20,9 +20,9 @@ from cxrzoo.labels import LABELS
 C = TypeVar("C", bound="ModelConfig")
 
 #: Default preprocessing: resize, then per-image standardisation (zero mean, unit variance).
-#: On real NIH images it scored better than CLAHE + fixed grey normalisation in our runs
-#: (benchmarks/results/nih_sample_64.md); ``--set preprocessing=resize,clahe,scale,normalize_grey``
-#: restores the CLAHE pipeline.
+#: On real NIH images it scored better than CLAHE + fixed grey normalisation (the
+#: chest_xray_attention rows of benchmarks/results/nih_sample_64_ablation.md);
+#: ``--set preprocessing=clahe,resize,scale,normalize_grey`` restores the CLAHE pipeline.
 DEFAULT_PREPROCESSING: tuple[str, ...] = ("resize", "scale", "standardize")
 
 
