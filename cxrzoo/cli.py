@@ -8,43 +8,12 @@ from typing import Any
 
 import click
 
+from cxrzoo.clickutil import ZooGroup
+
 KIND_CHOICES = ("model", "dataset", "transform", "metric", "all")
 
 
-class _Group(click.Group):
-    """Turns cxrzoo's own errors into one clear line and exit code 1, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _user_errors() as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors about the user's input or files: shown as one line, not a traceback."""
-    from cxrzoo.config import ConfigError
-    from cxrzoo.data.base import DatasetError
-    from cxrzoo.data.io import ImageReadError
-    from cxrzoo.registry import RegistryError
-    from cxrzoo.store import StoreError
-    from cxrzoo.training.checkpoint import CheckpointError
-    from cxrzoo.training.trainer import ResumeError
-    from cxrzoo.transforms import TransformError
-
-    return (
-        ConfigError,
-        DatasetError,
-        ImageReadError,
-        RegistryError,
-        StoreError,
-        CheckpointError,
-        ResumeError,
-        TransformError,
-    )
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cxrzoo")
 def main() -> None:
     """cxrzoo: a model zoo for the 14 findings of NIH ChestX-ray14.
@@ -175,13 +144,6 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"    {i.error}")
 
 
-def _add_optional_commands() -> None:
-    try:
-        _add_commands()
-    except ImportError as exc:  # pragma: no cover - while modules are being written
-        print("cxrzoo: some commands unavailable:", exc, file=sys.stderr)
-
-
 def _add_commands() -> None:
     from cxrzoo.data.cli import data
 
@@ -200,7 +162,7 @@ def _add_commands() -> None:
         main.add_command(cmd)
 
 
-_add_optional_commands()
+_add_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

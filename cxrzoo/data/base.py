@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
+from cxrzoo.errors import DataError
 from cxrzoo.labels import LABELS
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 TRAIN_VAL, TEST = "train_val", "test"
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError, ValueError):
     """A dataset that cannot be read at all (missing folder, no metadata file); names the file."""
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from cxrzoo.data.catalog import classify_failure, threaded_map
 from cxrzoo.data.io import ImageReadError, read_image
+from cxrzoo.errors import DataError
 from cxrzoo.store import atomic_folder, home
 from cxrzoo.transforms.base import Preprocessing
 
@@ -35,7 +36,7 @@ IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.json"
 
 
-class CacheError(RuntimeError):
+class CacheError(DataError, RuntimeError):
     """A cache folder that is missing, incomplete or inconsistent."""
 
 

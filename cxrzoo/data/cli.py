@@ -10,29 +10,10 @@ from typing import Any
 
 import click
 
-
-class _DataGroup(click.Group):
-    """Turns dataset errors into one clear line on stderr and exit code 1, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from cxrzoo.data.base import DatasetError
-        from cxrzoo.data.io import ImageReadError
-        from cxrzoo.registry import RegistryError
-        from cxrzoo.transforms.base import TransformError
-
-        try:
-            return super().invoke(ctx)
-        except (DatasetError, ImageReadError, RegistryError, TransformError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:
-            from cxrzoo.data.cache import CacheError
-
-            if isinstance(exc, CacheError):
-                raise click.ClickException(str(exc)) from None
-            raise
+from cxrzoo.clickutil import ZooGroup
 
 
-@click.group("data", cls=_DataGroup)
+@click.group("data", cls=ZooGroup)
 def data() -> None:
     """Datasets: catalog and verify images, sample and split, synthesise, build the preprocessing cache.
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from cxrzoo.clickutil import ZooCommand
+
 #: Image size used on the synthetic phantoms when none is given: small enough for a CPU.
 SYNTHETIC_IMAGE_SIZE = 64
 
@@ -98,7 +100,7 @@ def _settings(
     return config, recipe
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("model")
 @data_options
 @click.option(
@@ -165,7 +167,7 @@ def train(
     )
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("model")
 @data_options
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
