@@ -11,6 +11,27 @@ import click
 
 from cxrzoo.clickutil import ZooCommand
 
+class _Fraction(click.ParamType):
+    """A share in (0, 1]: NaN and infinities are refused, which FloatRange lets through."""
+
+    name = "fraction"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not 0 < number <= 1:
+            self.fail(f"{value!r} is not in (0, 1]", param, ctx)
+        return number
+
+
+FRACTION = _Fraction()
+#: Seeds numpy and torch both accept.
+SEED = click.IntRange(0, 2**32 - 1)
+
 #: Image size used on the synthetic phantoms when none is given: small enough for a CPU.
 SYNTHETIC_IMAGE_SIZE = 64
 
@@ -22,15 +43,17 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--data", type=click.Path(file_okay=False), help="NIH ChestX-ray14 folder (Kaggle layout)."
         ),
         click.option("--dataset", help="A registered dataset instead of --data (default: synthetic)."),
-        click.option("--synthetic-n", type=int, help="Number of synthetic phantoms (default 2000)."),
+        click.option(
+            "--synthetic-n", type=click.IntRange(min=1), help="Number of synthetic phantoms (default 2000)."
+        ),
         click.option(
             "--fraction",
-            type=click.FloatRange(0, 1, min_open=True),
+            type=FRACTION,
             default=1.0,
             show_default=True,
             help="Share of train_val and of test to use, stratified by label.",
         ),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=SEED, default=0, show_default=True),
     ]
     for option in reversed(options):
         func = option(func)
