@@ -45,23 +45,35 @@ def list_cmd(pattern: str | None, kind: str, trained: bool, as_json: bool) -> No
         names = [n for n in store.list_trained() if not pattern or fnmatch.fnmatchcase(n, pattern)]
         rows = []
         for name in names:
-            doc = store.read_config(store.model_path(name))
+            row: dict[str, Any] = {"name": name, "path": str(store.model_path(name))}
+            try:
+                doc = store.read_config(store.model_path(name))
+            except store.StoreError as exc:  # one broken entry must not hide the others
+                row.update(architecture=None, macro_auroc=None, split=None, error=str(exc))
+                rows.append(row)
+                continue
             metrics = doc.get("metrics") or {}
-            rows.append(
-                {
-                    "name": name,
-                    "architecture": doc["architecture"],
-                    "macro_auroc": metrics.get("macro_auroc"),
-                    "split": metrics.get("split"),
-                    "path": str(store.model_path(name)),
-                }
+            auc = metrics.get("macro_auroc")
+            row.update(
+                architecture=doc["architecture"],
+                macro_auroc=auc if isinstance(auc, int | float) else None,
+                split=metrics.get("split"),
             )
+            rows.append(row)
         if as_json:
             _echo_json(rows)
             return
         if not rows:
-            click.echo(f"No trained models in {store.models_dir()}. Train one with 'cxrzoo train MODEL'.")
+            if pattern and store.list_trained():
+                click.echo(
+                    f"No trained model matches {pattern!r}. Run 'cxrzoo list --trained' to see them all."
+                )
+            else:
+                click.echo(f"No trained models in {store.models_dir()}. Train one with 'cxrzoo train MODEL'.")
         for r in rows:
+            if r.get("error"):
+                click.echo(f"{r['name']:<28} {'(unreadable)':<22} {r['error']}")
+                continue
             auc = "-" if r["macro_auroc"] is None else f"{r['macro_auroc']:.3f} ({r['split']})"
             click.echo(f"{r['name']:<28} {r['architecture']:<22} macro AUROC {auc}")
         return

@@ -193,7 +193,7 @@ def save(
     Takes the entry's lock unless the caller holds it already (``locked=True``): a second
     writer of the same name fails with :class:`~cxrzoo.errors.LockedError` instead of racing.
     """
-    name = name or model.architecture
+    name = model.architecture if name is None else name
     target = model_path(name)
     for fname in extra_files or {}:
         check_name(fname, what="file name")

@@ -11,6 +11,7 @@ import click
 
 from cxrzoo.clickutil import ZooCommand
 
+
 class _Fraction(click.ParamType):
     """A share in (0, 1]: NaN and infinities are refused, which FloatRange lets through."""
 

@@ -237,7 +237,7 @@ def train_model(
     from cxrzoo.plugins import models
 
     cls = models.get(model_name)
-    name = name or model_name
+    name = model_name if name is None else name
     # Checked before any work: the run folder and the store entry must stay inside the store.
     store.model_path(name)
     store.run_path(name)
