@@ -234,6 +234,23 @@ def test_a_transfer_syntax_without_decoder_names_file_syntax_and_remedy(tmp_path
         assert uid.name in message
 
 
+@pytest.mark.parametrize("damage", ["truncated", "bad-rle"])
+def test_damaged_pixel_data_is_an_image_read_error(tmp_path, damage):
+    path = tmp_path / "damaged.dcm"
+    if damage == "truncated":
+        whole = save(dicom(STORED.repeat(20, axis=1)), path).read_bytes()
+        path.write_bytes(whole[: len(whole) - 100])
+    else:
+        ds = dicom(STORED, syntax=RLELossless)
+        ds.PixelData = encapsulate([b"\x01" + bytes(63) + b"not run-length data"])  # 1 segment of 2
+        ds["PixelData"].VR = "OB"
+        ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert info.value.reason.startswith("undecodable DICOM pixel data in '")
+    assert "\n" not in str(info.value)
+
+
 def test_dicom_without_pixels_and_over_the_limit(tmp_path):
     ds = dicom(STORED)
     del ds.PixelData
@@ -283,3 +300,10 @@ def test_cli_predict_reads_dicom_like_the_same_png(trained_home, tmp_path, monke
     by_image = {Path(r["image"]).name: r["probabilities"] for r in doc["results"]}
     assert set(by_image) == {"chest.dcm", "chest.png"}
     assert by_image["chest.dcm"] == pytest.approx(by_image["chest.png"], abs=1e-6)
+    # The Python API and the catalog's check take the same path.
+    import cxrzoo
+    from cxrzoo.data.catalog import check_image
+
+    (probs,) = cxrzoo.load("chest_xray_attention").predict([dcm])
+    assert probs == pytest.approx(by_image["chest.dcm"], abs=1e-6)
+    assert check_image(str(dcm)) is None

@@ -97,7 +97,9 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header declares ``width`` x ``height`` 8-bit grey, with one tiny IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
 
 
 def test_huge_png_header_is_refused_before_decoding(tmp_path, monkeypatch):

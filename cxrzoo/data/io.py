@@ -294,16 +294,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    import warnings
-
+    """``(width, height)`` of the first directory, read by Pillow without decoding pixels."""
     from PIL import TiffImagePlugin
 
-    # The plugin's class reads the first directory only; Image.open would also apply Pillow's
-    # own decompression-bomb limit, which is not ours.
+    # The plugin's class reads the header only; Image.open would also apply Pillow's own
+    # decompression-bomb limit, which is not ours.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return TiffImagePlugin.TiffImageFile(io.BytesIO(data)).size
+        return TiffImagePlugin.TiffImageFile(io.BytesIO(data)).size
     except Exception:  # any parse failure means the header cannot be trusted
         return None
 
@@ -342,7 +339,11 @@ def _read_dicom(path: Path, data: bytes) -> np.ndarray:
     _check_pixels(path, int(cols), int(rows))
     syntax = _transfer_syntax(path, ds)
     arr = _decode_dicom_pixels(path, ds, syntax)
-    return _dicom_to_grey(path, arr, ds)
+    try:
+        return _dicom_to_grey(path, arr, ds)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # A malformed Modality LUT, palette or attribute that pydicom cannot apply.
+        raise ImageReadError(path, f"DICOM pixel values cannot be shown ({one_line(exc, 300)})") from None
 
 
 def _transfer_syntax(path: Path, ds: Dataset) -> str:

@@ -55,7 +55,9 @@ class Letterbox(Transform):
             isinstance(fill, int) and not isinstance(fill, bool) and 0 <= fill <= 255
         )
         if not ok:
-            raise TransformError(f"letterbox: fill must be 'median', 'zero' or a grey level 0-255, got {fill!r}")
+            raise TransformError(
+                f"letterbox: fill must be 'median', 'zero' or a grey level 0-255, got {fill!r}"
+            )
         self.fill = fill
 
     def __call__(self, img: np.ndarray, **context: Any) -> np.ndarray:
