@@ -21,11 +21,15 @@ from cxrzoo.labels import LABELS, canonical, in_vocabulary
 
 C = TypeVar("C", bound="ModelConfig")
 
-#: Default preprocessing: resize, then per-image standardisation (zero mean, unit variance).
-#: On real NIH images it scored better than CLAHE + fixed grey normalisation (the
-#: chest_xray_attention rows of benchmarks/results/nih_sample_64_ablation.md);
+#: Default preprocessing: crop the largest centred square, resize, then per-image
+#: standardisation (zero mean, unit variance). ``center_crop`` keeps the anatomy's aspect
+#: ratio on non-square radiographs (CheXpert, MIMIC-CXR, hospital DICOM) where ``resize``
+#: alone would stretch them; NIH images are square, so it leaves them untouched
+#: (``letterbox`` pads instead of cropping). Standardisation scored better on real NIH images
+#: than CLAHE + fixed grey normalisation (the chest_xray_attention rows of
+#: benchmarks/results/nih_sample_64_ablation.md);
 #: ``--set preprocessing=clahe,resize,scale,normalize_grey`` restores the CLAHE pipeline.
-DEFAULT_PREPROCESSING: tuple[str, ...] = ("resize", "scale", "standardize")
+DEFAULT_PREPROCESSING: tuple[str, ...] = ("center_crop", "resize", "scale", "standardize")
 
 
 class ConfigError(UserError, ValueError):
