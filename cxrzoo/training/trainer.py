@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from cxrzoo.errors import UserError
+from cxrzoo.errors import DataError, UserError
 from cxrzoo.model import ZooModel
 from cxrzoo.training.checkpoint import load_checkpoint, save_checkpoint
 from cxrzoo.training.distributed import DistContext
@@ -142,10 +142,16 @@ class Trainer:
         self.progress = progress
         self.dist = dist or DistContext()
         self.echo = echo if self.dist.is_main else (lambda _msg: None)
-        if len(train) == 0:
-            raise ValueError("No training images left (all missing or unreadable?)")
+        if len(train) < 2:
+            raise DataError(
+                f"{len(train)} training image(s) left (missing or unreadable?): training needs at "
+                f"least 2; use more data or a larger --fraction"
+            )
         if len(val) == 0:
-            raise ValueError("No validation images: early stopping and calibration need some")
+            raise DataError(
+                "No validation images: early stopping and calibration need some; use more data or a "
+                "larger --fraction"
+            )
 
         self.prep = model.preprocessing(augment=recipe.augment)
         self.model.to(self.device)
@@ -286,7 +292,9 @@ class Trainer:
             rank=self.dist.rank,
             world=self.dist.world,
         )
-        loader = BatchLoader(self.train_data, r.batch_size, order=order, device=self.device)
+        loader = BatchLoader(
+            self.train_data, r.batch_size, order=order, device=self.device, merge_single=True
+        )
         self.net.train()
         # The running loss stays on the device: reading it every step would make the CPU wait
         # for the GPU each step instead of queueing the next batch's work.
