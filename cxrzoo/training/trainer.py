@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timm.utils import ModelEmaV3
 from torch import nn
 
 from cxrzoo.errors import DataError, UserError
 from cxrzoo.model import ZooModel
+from cxrzoo.nn.losses import masked_bce
 from cxrzoo.training.checkpoint import load_checkpoint, save_checkpoint
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.loader import ArrayData, BatchLoader, epoch_order
@@ -51,10 +51,14 @@ def history_csv(history: list[dict[str, Any]]) -> bytes:
 
 
 def positive_weights(labels: np.ndarray, max_weight: float) -> torch.Tensor:
-    """Inverse-frequency weight of the positive term per class, bounded to ``[1, max_weight]``."""
+    """Inverse-frequency weight of the positive term per class, bounded to ``[1, max_weight]``.
+
+    Counted over the known entries only: an unknown label (NaN) is neither positive nor negative.
+    """
     labels = np.asarray(labels, dtype=np.float64)
-    pos = labels.sum(0)
-    neg = len(labels) - pos
+    known = ~np.isnan(labels)
+    pos = np.where(known, labels, 0).sum(0)
+    neg = known.sum(0) - pos
     weight = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
     return torch.tensor(np.clip(weight, 1.0, max_weight), dtype=torch.float32)
 
@@ -312,7 +316,7 @@ class Trainer:
             with ctx:
                 with autocast_for(self.device, r.amp):
                     logits = self.net(x)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=self.pos_weight)
+                loss = masked_bce(logits.float(), y, self.pos_weight)
                 aux = self.model.auxiliary_loss(y)
                 if aux is not None:
                     loss = loss + aux
@@ -355,7 +359,7 @@ class Trainer:
         labels = self.val_data.labels.astype(np.float32)
         with torch.no_grad():
             p = torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)
-            val_loss = float(F.binary_cross_entropy(p, torch.from_numpy(labels)))
+            val_loss = float(masked_bce(torch.logit(p), torch.from_numpy(labels)))
         return probs, macro_auroc(labels, probs), val_loss
 
     def fit(self, *, resume: bool = False) -> TrainResult:
