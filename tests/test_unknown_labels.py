@@ -71,7 +71,7 @@ def test_metrics_score_each_finding_over_its_known_images() -> None:
 
 
 def test_a_finding_absent_from_the_data_is_not_scorable() -> None:
-    y, y_nan, s, _ = _data()
+    _, y_nan, s, _ = _data()
     y_nan[:, 1] = np.nan
     report = evaluate_predictions(y_nan, s, ["A", "B"])
     assert report["per_class"]["B"]["auroc"] is None and "B" in report["undefined"]["auroc"]
