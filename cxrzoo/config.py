@@ -179,7 +179,12 @@ def parse_value(text: str) -> Any:
         return False
     if lowered in {"none", "null"}:
         return None
-    if "," in text:
+    if "," in text or "(" in text:
+        # Transform steps: commas inside a step's parentheses do not split it.
+        from cxrzoo.specs import looks_like_specs, split_specs
+
+        if looks_like_specs(text):
+            return split_specs(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
 

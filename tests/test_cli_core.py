@@ -40,7 +40,7 @@ def test_info_describes_a_model():
 
 def test_unknown_model_is_one_line_with_suggestions():
     result = CliRunner().invoke(main, ["info", "rare_diseas"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a user error
     assert "Did you mean 'rare_disease'?" in result.output
     assert "Traceback" not in result.output
 

@@ -159,19 +159,10 @@ def synth_cmd(out: Path, n: int, size: int, seed: int, prevalence: str | None, t
 
 
 def _split_specs(values: tuple[str, ...]) -> list[str]:
-    """Split ``"clahe(clip_limit=3.0, tile=8),resize"`` on the commas outside parentheses."""
-    specs: list[str] = []
-    for value in values:
-        depth, current = 0, ""
-        for ch in value:
-            depth += {"(": 1, ")": -1}.get(ch, 0)
-            if ch == "," and depth == 0:
-                specs.append(current.strip())
-                current = ""
-            else:
-                current += ch
-        specs.append(current.strip())
-    return [s for s in specs if s]
+    """Every step of the ``--preprocessing`` values (comma-separated or repeated)."""
+    from cxrzoo.specs import split_specs
+
+    return [step for value in values for step in split_specs(value)]
 
 
 @data.command("prepare")

@@ -65,6 +65,7 @@ def _evaluate(
     report: str | None,
     progress: bool,
     echo: Any,
+    metrics: list[str] | None = None,
 ) -> dict[str, Any]:
     from cxrzoo import load
     from cxrzoo.reports.evaluate import data_spec_for, evaluate_model
@@ -87,6 +88,7 @@ def _evaluate(
         device=_device(device),
         progress=progress,
         echo=echo,
+        metrics=metrics,
     )
 
 
@@ -101,6 +103,14 @@ def _f(value: float | None) -> str:
     "--report", type=click.Path(file_okay=False), help="Write metrics.json, CSVs, figures and report.md here."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
+@click.option(
+    "--metric",
+    "metric_names",
+    multiple=True,
+    metavar="NAME",
+    help="A registered metric to compute besides the standard ones (repeatable; plugins' too). "
+    "Default: the standard set plus brier and ece.",
+)
 def evaluate(
     name: str,
     data: str | None,
@@ -114,6 +124,7 @@ def evaluate(
     no_progress: bool,
     report: str | None,
     as_json: bool,
+    metric_names: tuple[str, ...],
 ) -> None:
     """Evaluate trained model NAME per finding, at its calibrated thresholds.
 
@@ -133,17 +144,26 @@ def evaluate(
         report,
         not no_progress and not as_json,
         echo,
+        metrics=list(metric_names) or None,
     )
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=float))
         return
     ci = metrics.get("macro_auroc_ci") or {}
     click.echo(f"{metrics['model']} on {metrics['data']['dataset']} {split} ({metrics['n_images']} images)")
-    click.echo(f"{'finding':<20} {'n+':>5} {'AUROC':>6} {'F1':>6} {'prec':>6} {'recall':>6} {'thr':>6}")
+    shown = ("auroc", "f1", "precision", "recall")
+    extra = [n for n in metric_names if n not in shown]
+    click.echo(
+        f"{'finding':<20} {'n+':>5} {'AUROC':>6} {'F1':>6} {'prec':>6} {'recall':>6} {'thr':>6}"
+        + "".join(f" {n[:10]:>10}" for n in extra)
+    )
+    not_scorable = metrics.get("not_scorable") or {}
     for label, m in metrics["per_class"].items():
         click.echo(
             f"{label:<20} {m['positives']:>5} {_f(m['auroc']):>6} {_f(m['f1']):>6} "
             f"{_f(m['precision']):>6} {_f(m['recall']):>6} {_f(m['threshold']):>6}"
+            + "".join(f" {_f(m.get(n)):>10}" for n in extra)
+            + (f"   not scorable: {not_scorable[label]}" if label in not_scorable else "")
         )
     ci_text = f" (95% CI {_f(ci.get('low'))}-{_f(ci.get('high'))})" if ci else ""
     click.echo(

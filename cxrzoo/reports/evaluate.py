@@ -34,7 +34,7 @@ def data_spec_for(
     it was trained with, so its test split is exactly the images it never saw.
     """
     trained = model.metadata.get("training") or {}
-    if data is None and dataset is None and trained:
+    if data is None and dataset is None and trained and not options:
         spec = DataSpec.from_dict(trained)
     else:
         spec = DataSpec(data=data, dataset=dataset, options=options)
@@ -48,7 +48,7 @@ def data_spec_for(
 
 
 def _rare(model: ZooModel) -> list[str]:
-    rare = getattr(model.config, "rare_labels", None) or DEFAULT_RARE
+    rare = model.rare_findings() or DEFAULT_RARE
     return [r for r in rare if r in model.labels]
 
 
@@ -82,9 +82,15 @@ def evaluate_model(
     device: str = "cpu",
     progress: bool = True,
     echo: Echo = print,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Predict ``split`` of ``spec``'s data, score it at the model's calibrated thresholds, with
-    bootstrap confidence intervals; write the report files when ``report_dir`` is given."""
+    bootstrap confidence intervals; write the report files when ``report_dir`` is given.
+
+    ``metrics`` names registered metrics (plugins' too) to compute beside the standard ones;
+    ``None`` computes the default set. Findings the data cannot score (absent from the data set,
+    or without known positives) are listed with the reason under ``not_scorable``.
+    """
     from cxrzoo.metrics import bootstrap_ci, evaluate_predictions
 
     if split not in SPLITS:
@@ -97,7 +103,10 @@ def evaluate_model(
     y = arrays.labels
     thresholds = model.thresholds.tolist()
     rare = _rare(model)
-    metrics = evaluate_predictions(y, probs, model.labels, thresholds=thresholds, rare=rare)
+    requested = metrics
+    metrics = evaluate_predictions(
+        y, probs, model.labels, thresholds=thresholds, rare=rare, metrics=requested
+    )
     if n_resamples:
         ci = bootstrap_ci(y, probs, model.labels, thresholds=thresholds, n_resamples=n_resamples)
         metrics["ci"] = ci
@@ -127,29 +136,21 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per finding: counts, every metric that ran (in the order it ran), the AUROC's CI."""
+    ran = list(metrics.get("metrics") or [])
     rows = []
     for label, m in metrics["per_class"].items():
         ci = m.get("ci") or {}
         auroc_ci = ci.get("auroc") if isinstance(ci, dict) else None
-        rows.append(
-            {
-                "finding": label,
-                "positives": m.get("positives"),
-                "auroc": m.get("auroc"),
-                "auroc_low": (auroc_ci or {}).get("low"),
-                "auroc_high": (auroc_ci or {}).get("high"),
-                "average_precision": m.get("average_precision"),
-                "f1": m.get("f1"),
-                "precision": m.get("precision"),
-                "recall": m.get("recall"),
-                "specificity": m.get("specificity"),
-                "threshold": m.get("threshold"),
-                "tp": m.get("tp"),
-                "fp": m.get("fp"),
-                "fn": m.get("fn"),
-                "tn": m.get("tn"),
-            }
-        )
+        row: dict[str, Any] = {"finding": label, "positives": m.get("positives"), "unknown": m.get("unknown")}
+        for name in ran:
+            row[name] = m.get(name)
+            if name == "auroc":
+                row["auroc_low"] = (auroc_ci or {}).get("low")
+                row["auroc_high"] = (auroc_ci or {}).get("high")
+        row.update({k: m.get(k) for k in ("threshold", "tp", "fp", "fn", "tn")})
+        row["not_scorable"] = (metrics.get("not_scorable") or {}).get(label, "")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -182,6 +183,10 @@ def write_report(
     return out
 
 
+#: Metrics the Markdown table always shows; any other metric that ran gets its own column.
+_TABLE_METRICS = ("auroc", "f1", "precision", "recall", "average_precision", "specificity", "brier", "ece")
+
+
 def markdown_report(metrics: dict[str, Any]) -> str:
     ci = metrics.get("macro_auroc_ci") or {}
     groups = metrics.get("groups", {})
@@ -199,25 +204,37 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         f"{_fmt(groups.get('rare', {}).get('auroc'))}; common: {_fmt(groups.get('common', {}).get('auroc'))}",
         f"- Thresholds: {'calibrated on validation' if metrics['calibrated'] else 'NOT calibrated (0.5)'}",
     ]
-    undefined = metrics.get("undefined", {}).get("auroc") or []
+    not_scorable = metrics.get("not_scorable") or {}
+    undefined = [
+        label for label in metrics.get("undefined", {}).get("auroc") or [] if label not in not_scorable
+    ]
     if undefined:
         lines.append(
             f"- AUROC undefined (no positives or no negatives in this split): {', '.join(undefined)}"
         )
+    if not_scorable:
+        lines += ["", "## Findings these data cannot score", ""]
+        lines += [f"- {label}: {why}" for label, why in not_scorable.items()]
+    extra = [name for name in metrics.get("metrics") or [] if name not in _TABLE_METRICS]
+    header = ["Finding", "n+", "AUROC (95% CI)", "F1", "Precision", "Recall", *extra, "Threshold"]
     lines += [
         "",
         "## Per finding",
         "",
-        "| Finding | n+ | AUROC (95% CI) | F1 | Precision | Recall | Threshold |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| " + " | ".join(header) + " |",
+        "|---|---:|---|" + "---:|" * (len(header) - 3),
     ]
     for label, m in metrics["per_class"].items():
         c = ((m.get("ci") or {}).get("auroc")) or {}
         cis = f" ({_fmt(c.get('low'))}-{_fmt(c.get('high'))})" if c else ""
-        lines.append(
-            f"| {label} | {m.get('positives')} | {_fmt(m.get('auroc'))}{cis} | {_fmt(m.get('f1'))} | "
-            f"{_fmt(m.get('precision'))} | {_fmt(m.get('recall'))} | {_fmt(m.get('threshold'))} |"
-        )
+        cells = [
+            label,
+            str(m.get("positives")),
+            f"{_fmt(m.get('auroc'))}{cis}",
+            *(_fmt(m.get(name)) for name in ("f1", "precision", "recall", *extra)),
+            _fmt(m.get("threshold")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "## ROC curves",

@@ -33,9 +33,6 @@ FRACTION = _Fraction()
 #: Seeds numpy and torch both accept.
 SEED = click.IntRange(0, 2**32 - 1)
 
-#: Image size used on the synthetic phantoms when none is given: small enough for a CPU.
-SYNTHETIC_IMAGE_SIZE = 64
-
 
 def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options that say which data to use, shared by train, crossval and evaluate."""
@@ -105,7 +102,6 @@ def _settings(
     batch_size: int | None,
     lr: float | None,
     sets: tuple[str, ...],
-    training_on_synthetic: bool,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from cxrzoo.plugins import models
     from cxrzoo.training.recipes import Recipe
@@ -116,8 +112,6 @@ def _settings(
     config, recipe = split_settings(sets, config_fields, recipe_fields)
     if image_size is not None:
         config["image_size"] = image_size
-    elif training_on_synthetic and "image_size" not in config:
-        config["image_size"] = SYNTHETIC_IMAGE_SIZE
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             recipe[key] = value
@@ -171,8 +165,7 @@ def train(
     from cxrzoo.training.run import train_model
 
     options = dataset_options(data, dataset, synthetic_n)
-    on_synthetic = data is None and (dataset in (None, "synthetic"))
-    config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets, on_synthetic)
+    config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets)
     train_model(
         model,
         data=data,
@@ -226,8 +219,7 @@ def crossval(
     from cxrzoo.training.run import crossval_model
 
     options = dataset_options(data, dataset, synthetic_n)
-    on_synthetic = data is None and (dataset in (None, "synthetic"))
-    config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets, on_synthetic)
+    config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets)
     echo = (lambda _m: None) if as_json else click.echo
     result = crossval_model(
         model,

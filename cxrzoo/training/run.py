@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,12 @@ import pandas as pd
 import torch
 
 from cxrzoo.config import ModelConfig
-from cxrzoo.model import ZooModel
+from cxrzoo.errors import UserError
+from cxrzoo.model import TrainingContext, ZooModel
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.loader import ArrayData
-from cxrzoo.training.recipes import Recipe, get_recipe
+from cxrzoo.training.recipes import Recipe
+from cxrzoo.training.spec import RunSpec
 from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
 
 Echo = Callable[[str], None]
@@ -143,10 +145,10 @@ def predict_table(
 ) -> tuple[np.ndarray, ArrayData]:
     """Probabilities for ``table``'s images with the model's own preprocessing.
 
-    An ensemble predicts with each member on that member's preprocessing and combines.
+    A composite model predicts with each member on that member's preprocessing and combines.
     """
-    members = getattr(model, "members", None)
-    if members is not None and hasattr(model, "combine"):
+    members = model.member_models()
+    if members:
         outputs = [
             predict_table(m, table, device=device, batch_size=batch_size, echo=echo, progress=progress)
             for m in members
@@ -159,16 +161,12 @@ def predict_table(
             keep = np.array([n in names for n in d.names])
             aligned.append(torch.from_numpy(probs[keep]))
         data = outputs[0][1].subset(np.flatnonzero([n in names for n in outputs[0][1].names]))
-        return model.combine(aligned).numpy(), data
+        return model.combine_members(aligned).numpy(), data
     data = arrays_for(table, model.config, echo=echo, progress=progress)
     dev = torch.device(device)
     model.to(dev)
     probs = predict_arrays(model, data, model.preprocessing(), device=dev, batch_size=batch_size)
     return probs, data
-
-
-def _rare_labels(model: ZooModel) -> Sequence[str] | None:
-    return getattr(model.config, "rare_labels", None)
 
 
 def calibrate_and_score(
@@ -201,7 +199,7 @@ def calibrate_and_score(
             thresholds[k] = float(np.quantile(probs[:, k], 1 - train_prevalence[k]))
     model.set_thresholds(thresholds)
     metrics = evaluate_predictions(
-        labels, probs, model.labels, thresholds=thresholds, rare=_rare_labels(model)
+        labels, probs, model.labels, thresholds=thresholds, rare=model.rare_findings() or None
     )
     model.metadata["calibration"] = {
         "method": method,
@@ -242,247 +240,254 @@ def train_model(
     save: bool = True,
     progress: bool = True,
     echo: Echo = print,
-    _save_locked: bool = False,
 ) -> ZooModel:
     """Train ``model_name`` and (by default) save it in the store under ``name``.
 
+    The same as ``cxrzoo train``: both resolve one :class:`~cxrzoo.training.spec.RunSpec`.
     While it trains, the store entry ``name`` is locked: a second training of the same name
     fails at once instead of overwriting this one's files.
     """
-    from cxrzoo import create_model, store
-    from cxrzoo.plugins import models
+    from cxrzoo.training.spec import resolve_run
 
-    cls = models.get(model_name)
-    name = model_name if name is None else name
-    # Checked before any work: the run folder and the store entry must stay inside the store.
-    store.model_path(name)
-    store.run_path(name)
-    if save:
-        with store.entry_lock_for(name):
-            return train_model(
-                model_name,
-                data=data,
-                dataset=dataset,
-                dataset_options=dataset_options,
-                fraction=fraction,
-                seed=seed,
-                recipe=recipe,
-                recipe_overrides=recipe_overrides,
-                config_overrides=config_overrides,
-                device=device,
-                name=name,
-                resume=resume,
-                save=False,
-                _save_locked=True,
-                progress=progress,
-                echo=echo,
-            )
-    spec = DataSpec(
-        data=os.fspath(data) if data is not None else None,
+    spec = resolve_run(
+        model_name,
+        data=data,
         dataset=dataset,
-        options=dataset_options,
+        dataset_options=dataset_options,
         fraction=fraction,
         seed=seed,
+        recipe=recipe,
+        recipe_overrides=recipe_overrides,
+        config_overrides=config_overrides,
+        device=device,
+        name=name,
+        resume=resume,
+        save=save,
+        progress=progress,
     )
-    if getattr(cls, "trains_members", False):
-        return _train_ensemble(
-            model_name,
-            spec,
-            recipe=recipe,
-            recipe_overrides=recipe_overrides,
-            config_overrides=config_overrides,
-            device=device,
-            name=name,
-            save=_save_locked,
-            progress=progress,
-            echo=echo,
-        )
-    recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if recipe_overrides:
-        recipe_obj = recipe_obj.replace(**recipe_overrides)
-    config = cls.config_class().replace(**(config_overrides or {}))
+    return run_training(spec, echo=echo)
 
-    dist, dev = DistContext.from_env(device)
+
+def run_training(spec: RunSpec, *, echo: Echo = print) -> ZooModel:
+    """Carry out a resolved run: train (or build a composite), calibrate, save."""
+    from cxrzoo import store
+
+    # Under torchrun only rank 0 writes the store, so only it holds the entry's lock.
+    if not spec.save or int(os.environ.get("RANK", "0")) != 0:
+        return _run(spec, echo)
+    with store.entry_lock_for(spec.name):
+        return _run(spec, echo)
+
+
+def _run(spec: RunSpec, echo: Echo) -> ZooModel:
+    if not spec.model_class.trains_itself:
+        return _build_and_calibrate(spec, echo)
+    dist, dev = DistContext.from_env(spec.device)
     if not dist.is_main:
         echo = _quiet
     try:
-        if spec.data is None and spec.name == "synthetic":
-            echo("No --data given: training on the built-in synthetic phantoms (cxrzoo data synth).")
+        for note in spec.notes:
+            echo(note)
         t0 = time.perf_counter()
         if not dist.is_main:
             dist.barrier()  # rank 0 materialises data and caches first; the others then reuse them
-        splits = load_splits(spec, echo=echo)
-        counts = splits.summary.get("splits", {})
-        echo(
-            "Split: "
-            + ", ".join(
-                f"{k} {v.get('images')} images / {v.get('patients')} patients" for k, v in counts.items()
-            )
-        )
-        train = arrays_for(splits.train, config, echo=echo, progress=progress and dist.is_main)
-        val = arrays_for(splits.val, config, echo=echo, progress=progress and dist.is_main)
+        splits = load_splits(spec.data, echo=echo)
+        echo(_split_line(splits))
+        train = arrays_for(splits.train, spec.config, echo=echo, progress=spec.progress and dist.is_main)
+        val = arrays_for(splits.val, spec.config, echo=echo, progress=spec.progress and dist.is_main)
         if dist.is_main:
             dist.barrier()
-        prevalence = dict(zip(config.labels, known_prevalence(train.labels).tolist(), strict=True))
-        config = config.for_data(prevalence)
-
-        torch.manual_seed(seed)
-        model = create_model(model_name, config)
-        run_dir = store.run_path(name)
-        run_config = {
-            "architecture": model_name,
-            "config": config.to_dict(),
-            "recipe": recipe_obj.to_dict(),
-            "data": spec.to_dict(),
-            "world": dist.world,
-        }
-        if not resume and dist.is_main:
-            (run_dir / "checkpoint.safetensors").unlink(missing_ok=True)
-        echo(
-            f"Training {model_name} ({model.num_parameters():,} parameters) on {dev} with recipe "
-            f"{recipe_obj.name!r}: {len(train)} train / {len(val)} val images at {config.image_size} px"
-        )
-        trainer = Trainer(
-            model,
-            recipe_obj,
-            train,
-            val,
-            device=dev,
-            seed=seed,
-            run_dir=run_dir,
-            run_config=run_config,
-            progress=progress,
-            echo=echo,
-            dist=dist,
-        )
-        result = trainer.fit(resume=resume)
-        dist.barrier()
+        prevalence = known_prevalence(train.labels)
+        config = spec.config.for_data(dict(zip(spec.config.labels, prevalence.tolist(), strict=True)))
+        torch.manual_seed(spec.seed)
+        model = spec.model_class.build_for_training(config, _Context(spec, echo))
+        model.architecture = spec.model
+        result, val_probs = _fit(model, spec, config, train, val, dist, dev, echo)
         if not dist.is_main:
             return model
-        val_probs, _, _ = trainer.validate()
-        metrics = calibrate_and_score(
+        return finish_model(
             model,
+            spec,
+            splits,
             val.labels,
             val_probs,
-            method=recipe_obj.calibration,
-            split="val",
-            dataset=spec.name,
-            train_prevalence=known_prevalence(train.labels),
+            train_prevalence=prevalence,
+            training={
+                "image_size": config.image_size,
+                "recipe": spec.recipe.to_dict(),
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "stopped_early": result.stopped_early,
+                "device": str(dev),
+                "world_size": dist.world,
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
+            summary=f"Best epoch {result.best_epoch}: validation macro AUROC",
+            extra_files={"train_log.csv": history_csv(result.history)},
+            echo=echo,
         )
-        model.metadata.update(
-            {
-                "training": {
-                    **spec.to_dict(),
-                    "split": {
-                        k: {"images": v.get("images"), "patients": v.get("patients")}
-                        for k, v in counts.items()
-                    },
-                    "image_size": config.image_size,
-                    "recipe": recipe_obj.to_dict(),
-                    "epochs_run": result.epochs_run,
-                    "best_epoch": result.best_epoch,
-                    "stopped_early": result.stopped_early,
-                    "device": str(dev),
-                    "world_size": dist.world,
-                    "seconds": round(time.perf_counter() - t0, 1),
-                },
-                "metrics": metrics,
-            }
-        )
-        auc = metrics.get("macro_auroc")
-        echo(
-            f"Best epoch {result.best_epoch}: validation macro AUROC "
-            f"{'undefined' if auc is None else f'{auc:.4f}'}; thresholds calibrated ({recipe_obj.calibration})"
-        )
-        if _save_locked:
-            path = store.save(
-                model, name, extra_files={"train_log.csv": history_csv(result.history)}, locked=True
-            )
-            echo(f"Saved to {path}")
-        return model.cpu()
     finally:
         dist.close()
 
 
-def _train_ensemble(
-    model_name: str,
-    spec: DataSpec,
-    *,
-    recipe: str | Recipe,
-    recipe_overrides: dict[str, Any] | None,
-    config_overrides: dict[str, Any] | None,
-    device: str | None,
-    name: str,
-    save: bool,
-    progress: bool,
+def _split_line(splits: SplitTables) -> str:
+    counts = splits.summary.get("splits", {})
+    return "Split: " + ", ".join(
+        f"{k} {v.get('images')} images / {v.get('patients')} patients" for k, v in counts.items()
+    )
+
+
+def _fit(
+    model: ZooModel,
+    spec: RunSpec,
+    config: ModelConfig,
+    train: ArrayData,
+    val: ArrayData,
+    dist: DistContext,
+    dev: torch.device,
     echo: Echo,
+) -> tuple[Any, np.ndarray]:
+    """The training loop proper; returns its result and the kept weights' validation probabilities."""
+    from cxrzoo import store
+
+    run_dir = store.run_path(spec.name)
+    if not spec.resume and dist.is_main:
+        (run_dir / "checkpoint.safetensors").unlink(missing_ok=True)
+    echo(
+        f"Training {spec.model} ({model.num_parameters():,} parameters) on {dev} with recipe "
+        f"{spec.recipe.name!r}: {len(train)} train / {len(val)} val images at {config.image_size} px"
+    )
+    trainer = Trainer(
+        model,
+        spec.recipe,
+        train,
+        val,
+        device=dev,
+        seed=spec.seed,
+        run_dir=run_dir,
+        run_config={**spec.to_dict(), "config": config.to_dict(), "world": dist.world},
+        progress=spec.progress,
+        echo=echo,
+        dist=dist,
+    )
+    result = trainer.fit(resume=spec.resume)
+    dist.barrier()
+    val_probs = trainer.validate()[0] if dist.is_main else np.zeros((0, len(config.labels)))
+    return result, val_probs
+
+
+def finish_model(
+    model: ZooModel,
+    spec: RunSpec,
+    splits: SplitTables,
+    val_labels: np.ndarray,
+    val_probs: np.ndarray,
+    *,
+    train_prevalence: np.ndarray | None,
+    training: dict[str, Any],
+    summary: str,
+    extra_files: dict[str, bytes] | None = None,
+    echo: Echo = print,
 ) -> ZooModel:
-    """Train the members the store lacks, then combine them and calibrate the combination."""
-    from cxrzoo import create_model, store
-    from cxrzoo.plugins import models
+    """The one finishing step of every run: calibrate on validation, record provenance, save."""
+    from cxrzoo import store
 
-    cls = models.get(model_name)
-    config = cls.config_class().replace(**(config_overrides or {}))
-    for member in config.members:
-        if member in store.list_trained():
-            echo(f"Ensemble member {member!r}: using the trained model in the store")
-            continue
-        if member not in models:
-            models.get(member)  # the registry's error, with close matches
-        echo(f"Ensemble member {member!r}: not in the store, training it first")
-        train_model(
-            member,
-            data=spec.data,
-            dataset=spec.dataset,
-            dataset_options=spec.options,
-            fraction=spec.fraction,
-            seed=spec.seed,
-            recipe=recipe,
-            recipe_overrides=recipe_overrides,
-            device=device,
-            name=member,
-            save=True,
-            progress=progress,
-            echo=echo,
-        )
-    model = create_model(model_name, config)
-    splits = load_splits(spec, echo=echo)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    probs, val = predict_table(model, splits.val, device=dev, echo=echo, progress=progress)
-    recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    from cxrzoo.labels import table_targets
-
-    train_labels = table_targets(splits.train, model.labels)
     metrics = calibrate_and_score(
         model,
-        val.labels,
-        probs,
-        method=recipe_obj.calibration,
+        val_labels,
+        val_probs,
+        method=spec.recipe.calibration,
         split="val",
-        dataset=spec.name,
-        train_prevalence=known_prevalence(train_labels) if len(train_labels) else None,
+        dataset=spec.data.name,
+        train_prevalence=train_prevalence,
     )
     counts = splits.summary.get("splits", {})
     model.metadata.update(
         {
             "training": {
-                **spec.to_dict(),
+                **spec.data.to_dict(),
                 "split": {
                     k: {"images": v.get("images"), "patients": v.get("patients")} for k, v in counts.items()
                 },
-                "members": list(config.members),
-                "recipe": {"name": "ensemble", "combination": "weighted mean of probabilities"},
+                **training,
             },
             "metrics": metrics,
         }
     )
     auc = metrics.get("macro_auroc")
     echo(
-        f"Ensemble of {', '.join(config.members)}: validation macro AUROC {'undefined' if auc is None else f'{auc:.4f}'}"
+        f"{summary} {'undefined' if auc is None else f'{auc:.4f}'}; thresholds calibrated "
+        f"({spec.recipe.calibration})"
     )
-    if save:
-        echo(f"Saved to {store.save(model.cpu(), name, locked=True)}")
+    if spec.save:
+        path = store.save(model.cpu(), spec.name, extra_files=extra_files, locked=True)
+        echo(f"Saved to {path}")
     return model.cpu()
+
+
+class _Context(TrainingContext):
+    """Lets a model's :meth:`~cxrzoo.model.ZooModel.build_for_training` train or load others
+    with this run's data, recipe and device."""
+
+    def __init__(self, spec: RunSpec, echo: Echo) -> None:
+        self.spec, self._echo = spec, echo
+
+    def is_trained(self, name: str) -> bool:
+        from cxrzoo import store
+
+        return name in store.list_trained()
+
+    def train(self, name: str) -> ZooModel:
+        from dataclasses import replace
+
+        from cxrzoo.training.spec import resolve_run
+
+        member = resolve_run(
+            name,
+            data=self.spec.data.data,
+            dataset=self.spec.data.dataset,
+            dataset_options=self.spec.data.options,
+            fraction=self.spec.data.fraction,
+            seed=self.spec.seed,
+            recipe=self.spec.recipe,
+            device=self.spec.device,
+            name=name,
+            progress=self.spec.progress,
+        )
+        return run_training(replace(member, save=True), echo=self._echo)
+
+    def load(self, name: str) -> ZooModel:
+        import cxrzoo
+
+        return cxrzoo.load(name)
+
+    def echo(self, message: str) -> None:
+        self._echo(message)
+
+
+def _build_and_calibrate(spec: RunSpec, echo: Echo) -> ZooModel:
+    """A model that does not train itself (a composite): build it, calibrate it, save it."""
+    for note in spec.notes:
+        echo(note)
+    model = spec.model_class.build_for_training(spec.config, _Context(spec, echo))
+    model.architecture = spec.model
+    splits = load_splits(spec.data, echo=echo)
+    dev = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    probs, val = predict_table(model, splits.val, device=dev, echo=echo, progress=spec.progress)
+    from cxrzoo.labels import table_targets
+
+    train_labels = table_targets(splits.train, model.labels)
+    return finish_model(
+        model,
+        spec,
+        splits,
+        val.labels,
+        probs,
+        train_prevalence=known_prevalence(train_labels) if len(train_labels) else None,
+        training={"recipe": {"name": spec.model, "combination": "built, not trained by gradient descent"}},
+        summary=f"{spec.model}: validation macro AUROC",
+        echo=echo,
+    )
 
 
 def crossval_model(
@@ -504,18 +509,28 @@ def crossval_model(
     """Patient-grouped k-fold cross-validation on the train_val images (test stays unseen)."""
     from cxrzoo import create_model
     from cxrzoo.metrics import evaluate_predictions, patient_kfold
-    from cxrzoo.plugins import models
+    from cxrzoo.training.spec import resolve_run
 
-    cls = models.get(model_name)
-    if getattr(cls, "trains_members", False):
-        raise ValueError(
-            "Cross-validate the ensemble's members one by one; an ensemble has no training of its own"
+    run = resolve_run(
+        model_name,
+        data=data,
+        dataset=dataset,
+        dataset_options=dataset_options,
+        fraction=fraction,
+        seed=seed,
+        recipe=recipe,
+        recipe_overrides=recipe_overrides,
+        config_overrides=config_overrides,
+        device=device,
+        save=False,
+        progress=progress,
+    )
+    if not run.model_class.trains_itself:
+        raise UserError(
+            f"{model_name} is not trained by gradient descent itself; cross-validate the models it "
+            f"is built from one by one"
         )
-    recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if recipe_overrides:
-        recipe_obj = recipe_obj.replace(**recipe_overrides)
-    config = cls.config_class().replace(**(config_overrides or {}))
-    spec = DataSpec(os.fspath(data) if data else None, dataset, dataset_options, fraction, seed)
+    recipe_obj, config, spec = run.recipe, run.config, run.data
     splits = load_splits(spec, echo=echo)
     pool = pd.concat([splits.train, splits.val], ignore_index=True)
     arrays = arrays_for(pool, config, echo=echo, progress=progress)
@@ -532,7 +547,7 @@ def crossval_model(
         echo(f"Fold {k + 1}/{folds}: {len(train)} train / {len(val)} val images")
         Trainer(model, recipe_obj, train, val, device=dev, seed=seed + k, progress=progress, echo=echo).fit()
         probs = predict_arrays(model, val, model.preprocessing(), device=dev)
-        metrics = evaluate_predictions(val.labels, probs, model.labels, rare=_rare_labels(model))
+        metrics = evaluate_predictions(val.labels, probs, model.labels, rare=model.rare_findings() or None)
         fold_results.append(
             {
                 "fold": k + 1,

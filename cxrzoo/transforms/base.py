@@ -14,21 +14,15 @@ without it, so a model always sees at inference what it saw in training.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from cxrzoo.errors import UserError
-
-
-class TransformError(UserError, ValueError):
-    """A preprocessing spec that cannot be built."""
+from cxrzoo.specs import Spec, TransformError, parse_spec
 
 
 class Transform:
@@ -47,39 +41,6 @@ class Transform:
 
     def __call__(self, x: Any, **context: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-    def __str__(self) -> str:
-        if not self.kwargs:
-            return self.name
-        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.kwargs) + ")"
-
-
-def parse_spec(text: str) -> Spec:
-    """``"clahe(clip_limit=3.0)"`` -> ``Spec("clahe", (("clip_limit", 3.0),))``."""
-    text = text.strip()
-    try:
-        node = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        raise TransformError(
-            f"Cannot parse preprocessing step {text!r}: expected NAME or NAME(key=value, ...)"
-        ) from None
-    if isinstance(node, ast.Name):
-        return Spec(node.id)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args:
-        try:
-            kwargs = tuple((kw.arg, ast.literal_eval(kw.value)) for kw in node.keywords)
-        except ValueError:
-            raise TransformError(f"Preprocessing step {text!r}: options must be literals") from None
-        if any(k is None for k, _ in kwargs):
-            raise TransformError(f"Preprocessing step {text!r}: options must be key=value")
-        return Spec(node.func.id, kwargs)  # type: ignore[arg-type]
-    raise TransformError(f"Cannot parse preprocessing step {text!r}: expected NAME or NAME(key=value, ...)")
 
 
 def build_transform(spec: str | Spec, *, image_size: int) -> Transform:

@@ -51,8 +51,9 @@ class Ensemble(ZooModel):
 
     config_class = EnsembleConfig
     config: EnsembleConfig
-    #: ``cxrzoo train ensemble`` trains the members the store lacks instead of the ensemble.
-    trains_members = True
+    #: An ensemble has no training of its own: ``cxrzoo train ensemble`` trains the members the
+    #: store lacks (:meth:`build_for_training`), then calibrates and saves the combination.
+    trains_itself = False
 
     def __init__(
         self,
@@ -102,6 +103,34 @@ class Ensemble(ZooModel):
         )
         w = torch.tensor(cfg.weights if cfg.weights is not None else [1.0] * len(built))
         self.register_buffer("member_weights", w / w.sum(), persistent=False)
+
+    @classmethod
+    def build_for_training(cls, config: EnsembleConfig, context: Any) -> Ensemble:
+        """Train the members the store lacks (with the run's data and recipe), then combine."""
+        members = []
+        for name in config.members:
+            if context.is_trained(name):
+                context.echo(f"Ensemble member {name!r}: using the trained model in the store")
+            else:
+                context.echo(f"Ensemble member {name!r}: not in the store, training it first")
+                context.train(name)
+            members.append(context.load(name))
+        return cls(config, members=members)
+
+    def member_models(self) -> Sequence[ZooModel]:
+        return list(self.members)
+
+    def combine_members(self, probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.combine(probabilities)
+
+    def card_facts(self) -> dict[str, str]:
+        total = float(self.member_weights.sum()) or 1.0
+        rows = ["| member | architecture | weight |", "| --- | --- | --- |"]
+        for name, member, weight in zip(
+            self.config.members, self.members, self.member_weights.tolist(), strict=True
+        ):
+            rows.append(f"| `{name}` | `{member.architecture}` | {weight / total:.3f} |")
+        return {"Members": "\n".join(rows)}
 
     @classmethod
     def tiny_config(cls) -> EnsembleConfig:

@@ -149,6 +149,9 @@ class RareDiseaseModel(ZooModel):
         logits = torch.cat([self.rare_head.classify(z_rare), self.common_head.classify(z_common)], dim=1)
         return logits.index_select(1, self.output_order)
 
+    def rare_findings(self) -> tuple[str, ...]:
+        return tuple(self.config.rare_labels)
+
     def auxiliary_loss(self, targets: torch.Tensor) -> torch.Tensor | None:
         """Replay remembered rare examples through the rare head, then remember this batch's.
 

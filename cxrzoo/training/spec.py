@@ -1,0 +1,113 @@
+"""One frozen specification of a training run, resolved once with every default.
+
+``cxrzoo train`` and :func:`cxrzoo.training.train_model` both go through
+:func:`resolve_run`, so Python and the command line train the same way: the recipe and its
+overrides, the model config and its overrides, the image size used on the synthetic phantoms
+when none is given, the validated store name. Every check happens here, before any data is
+read or any folder written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxrzoo.config import ModelConfig
+from cxrzoo.training.recipes import Recipe, get_recipe
+
+#: Image size on the synthetic phantoms when none is given: small enough for a CPU.
+SYNTHETIC_IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a training run needs to know, resolved."""
+
+    model: str
+    config: ModelConfig
+    recipe: Recipe
+    data: Any  # cxrzoo.data DataSpec
+    name: str
+    seed: int = 0
+    device: str | None = None
+    resume: bool = False
+    save: bool = True
+    progress: bool = True
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def model_class(self) -> Any:
+        from cxrzoo.plugins import models
+
+        return models.get(self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "architecture": self.model,
+            "config": self.config.to_dict(),
+            "recipe": self.recipe.to_dict(),
+            "data": self.data.to_dict(),
+            "name": self.name,
+            "seed": self.seed,
+        }
+
+
+def resolve_run(
+    model_name: str,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    dataset: str | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    fraction: float = 1.0,
+    seed: int = 0,
+    recipe: str | Recipe = "default",
+    recipe_overrides: dict[str, Any] | None = None,
+    config_overrides: dict[str, Any] | None = None,
+    device: str | None = None,
+    name: str | None = None,
+    resume: bool = False,
+    save: bool = True,
+    progress: bool = True,
+) -> RunSpec:
+    """Resolve a run's every default and check every value; raises before any work."""
+    from cxrzoo import store
+    from cxrzoo.plugins import models
+    from cxrzoo.training.run import DataSpec
+
+    cls = models.get(model_name)
+    run_name = model_name if name is None else name
+    store.model_path(run_name)  # the store entry and the run folder must stay inside the store
+    store.run_path(run_name)
+    recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if recipe_overrides:
+        recipe_obj = recipe_obj.replace(**recipe_overrides)
+    overrides = dict(config_overrides or {})
+    spec = DataSpec(
+        data=os.fspath(data) if data is not None else None,
+        dataset=dataset,
+        options=dataset_options,
+        fraction=fraction,
+        seed=seed,
+    )
+    notes = []
+    if spec.data is None and spec.name == "synthetic":
+        notes.append("No --data given: training on the built-in synthetic phantoms (cxrzoo data synth).")
+        overrides.setdefault("image_size", SYNTHETIC_IMAGE_SIZE)
+    config = cls.config_class().replace(**overrides)
+    return RunSpec(
+        model=model_name,
+        config=config,
+        recipe=recipe_obj,
+        data=spec,
+        name=run_name,
+        seed=seed,
+        device=device,
+        resume=resume,
+        save=save,
+        progress=progress,
+        notes=tuple(notes),
+    )
+
+
+__all__ = ["SYNTHETIC_IMAGE_SIZE", "RunSpec", "resolve_run"]
