@@ -6,6 +6,13 @@ import click
 
 from cxrzoo.store import StoreError
 
+_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up after this long, retries included. Default: $CXRZOO_HUB_TIMEOUT or 60.",
+)
+
 
 @click.command("push")
 @click.argument("name")
@@ -16,6 +23,7 @@ from cxrzoo.store import StoreError
     "--token", metavar="TOKEN", help="Hub token with write access. Default: $HF_TOKEN or the saved login."
 )
 @click.option("--message", "-m", "commit_message", metavar="TEXT", help="Commit message.")
+@_TIMEOUT
 def push(
     name: str,
     repo_id: str,
@@ -23,6 +31,7 @@ def push(
     private: bool,
     token: str | None,
     commit_message: str | None,
+    timeout: float | None,
 ) -> None:
     """Upload the trained model NAME (a store name or a model folder) to REPO_ID.
 
@@ -32,7 +41,13 @@ def push(
 
     try:
         oid = hub.push(
-            name, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
+            name,
+            repo_id,
+            revision=revision,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            timeout=timeout,
         )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
@@ -47,7 +62,8 @@ def push(
 @click.option(
     "--token", metavar="TOKEN", help="Hub token for private repos. Default: $HF_TOKEN or the saved login."
 )
-def pull(spec: str, name: str | None, token: str | None) -> None:
+@_TIMEOUT
+def pull(spec: str, name: str | None, token: str | None, timeout: float | None) -> None:
     """Download a cxrzoo model from the Hub into the store.
 
     REVISION is a branch, tag or commit sha (default: main). The weights are checked against the
@@ -56,7 +72,7 @@ def pull(spec: str, name: str | None, token: str | None) -> None:
     from cxrzoo import hub
 
     try:
-        folder = hub.pull(spec, name=name, token=token)
+        folder = hub.pull(spec, name=name, token=token, timeout=timeout)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     source = hub.source(folder) or {}

@@ -259,15 +259,7 @@ def load_folder(
     if weights.suffix != ".safetensors":
         raise StoreError(f"{weights}: only safetensors weights are loaded, never pickles")
     if verify:
-        recorded = doc["weights"].get("sha256")
-        if not recorded:
-            raise IntegrityError(f"{folder / CONFIG_NAME} records no sha256 for {weights.name}")
-        actual = sha256_file(weights)
-        if actual != recorded:
-            raise IntegrityError(
-                f"{weights}: sha256 {actual[:12]}… does not match {recorded[:12]}… recorded in "
-                f"{CONFIG_NAME}; the file was changed or corrupted. Refusing to load it."
-            )
+        verify_weights(weights, doc["weights"].get("sha256"), str(weights))
     model = build_from_config(doc, source=str(folder / CONFIG_NAME))
     try:
         state = load_file(str(weights), device="cpu")
@@ -318,3 +310,32 @@ def remove(name: str) -> None:
     if not path.exists():
         raise StoreError(f"No trained model {name!r} in the store ({models_dir()})")
     shutil.rmtree(path)
+
+
+def verify_weights(
+    weights: str | os.PathLike[str] | bytes,
+    recorded: object,
+    where: str,
+    *,
+    remedy: str = "the file was changed or corrupted. Refusing to load it.",
+    error: type[IntegrityError] = IntegrityError,
+) -> str:
+    """The sha256 of ``weights`` (a file, or its bytes) once it matches ``recorded``.
+
+    The one check of weights against the sha256 their config.json records, used by loading,
+    pushing and pulling alike. ``where`` names the weights in the message (a path, or
+    ``repo@revision``); ``remedy`` ends it; ``error`` is the :class:`IntegrityError` subclass
+    to raise when the sha256 is missing or differs.
+    """
+    if not isinstance(recorded, str) or not recorded:
+        raise error(f"{where}: {CONFIG_NAME} records no sha256 for the weights; {remedy}")
+    if isinstance(weights, bytes | bytearray | memoryview):
+        actual = hashlib.sha256(weights).hexdigest()
+    else:
+        actual = sha256_file(weights)
+    if actual != recorded:
+        raise error(
+            f"{where}: sha256 {actual[:12]}… does not match {recorded[:12]}… recorded in {CONFIG_NAME}; "
+            f"{remedy}"
+        )
+    return actual
