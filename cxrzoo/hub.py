@@ -1,6 +1,7 @@
 """Pushing model folders to the Hugging Face Hub and pulling them into the store.
 
-The only module that imports ``huggingface_hub``; it does so inside functions so that
+The only module that talks to the Hub (model cards use huggingface_hub's card-format classes,
+see :mod:`cxrzoo.cards`); it imports ``huggingface_hub`` inside functions so that
 ``import cxrzoo`` stays light. Everything goes through huggingface_hub's own client, which
 reads ``HF_TOKEN``; ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the cache location
 (``HF_HUB_CACHE`` / ``HF_HOME``) are read here at call time and passed explicitly, because

@@ -134,3 +134,19 @@ def test_cards_render_without_the_hub_module() -> None:
     done = run_in_fresh_python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_every_lazy_command_resolves_and_shows_in_help() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from cxrzoo.cli import LAZY_COMMANDS, main
+    from cxrzoo.registry import import_object
+
+    for name, path in LAZY_COMMANDS.items():
+        command = import_object(path)
+        assert isinstance(command, click.Command) and command.name == name
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()}
+    assert set(LAZY_COMMANDS) | {"list", "info", "plugins"} <= listed
