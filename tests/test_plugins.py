@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -71,6 +72,13 @@ def test_block_and_allow_lists(tmp_path):
 
 def test_installed_example_plugin_is_listed(tmp_path):
     site = tmp_path / "site"
+    # Installed from a copy, so that setuptools' build/ and egg-info never land in the checkout.
+    source = tmp_path / "cxrzoo-example-plugin"
+    shutil.copytree(
+        ROOT / "examples" / "cxrzoo-example-plugin",
+        source,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
+    )
     pip = subprocess.run(
         [
             sys.executable,
@@ -82,7 +90,7 @@ def test_installed_example_plugin_is_listed(tmp_path):
             "--no-build-isolation",
             "--target",
             str(site),
-            str(ROOT / "examples" / "cxrzoo-example-plugin"),
+            str(source),
         ],
         capture_output=True,
         text=True,
