@@ -9,13 +9,15 @@ probs = model.predict(["chest.png"])             # [{label: probability}]
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrzoo.config import ConfigError, ModelConfig
 from cxrzoo.hookspecs import hookimpl
 from cxrzoo.labels import LABELS
-from cxrzoo.model import ZooModel
-from cxrzoo.registry import DuplicateNameError, RegistryError, UnknownNameError
+from cxrzoo.registry import DuplicateNameError, PluginLoadError, RegistryError, UnknownNameError
+
+if TYPE_CHECKING:
+    from cxrzoo.model import ZooModel
 
 __version__ = "0.1.0"
 
@@ -24,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DuplicateNameError",
     "ModelConfig",
+    "PluginLoadError",
     "RegistryError",
     "UnknownNameError",
     "ZooModel",
@@ -36,6 +39,16 @@ __all__ = [
     "list_transforms",
     "load",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ZooModel needs torch: imported on first use, so that `import cxrzoo` (and with it
+    # `cxrzoo list`) does not pay for torch.
+    if name == "ZooModel":
+        from cxrzoo.model import ZooModel
+
+        return ZooModel
+    raise AttributeError(f"module 'cxrzoo' has no attribute {name!r}")
 
 
 def list_models(pattern: str | None = None) -> list[str]:

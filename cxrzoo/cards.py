@@ -1,26 +1,29 @@
 """Model cards: the README.md saved beside every trained model and pushed to the Hub with it.
 
-A card is the architecture's hand-written source, ``model_cards/<architecture>.md`` at the
-top of the repository, with ``{{ placeholder }}`` fields filled from the model's config.json:
-metrics, calibrated thresholds, preprocessing, training recipe, data and the weights' sha256.
-Its YAML front matter is Hub metadata (license, tags, datasets and a ``model-index`` with the
-AUROCs), built by :mod:`cxrzoo.hub` with huggingface_hub's own ``ModelCardData``.
+A card is the architecture's hand-written source with ``{{ placeholder }}`` fields filled from
+the model's config.json: metrics, calibrated thresholds, preprocessing, training recipe, data
+and the weights' sha256. The source travels with the model's plugin as package data, named
+when the plugin registers the model (``card="my_plugin:card.md"``) and read with
+:mod:`importlib.resources`, so it is found in a wheel install as in a checkout.
 
-An architecture without a source (a third-party plugin, or an installed package that does not
-carry the ``model_cards`` folder) gets :data:`GENERIC_CARD`. Every field is optional: an
-untrained model's card renders too, saying what is not known yet.
+Its YAML front matter is Hub metadata (license, tags, datasets and a ``model-index`` with the
+AUROCs) written by huggingface_hub's own ``ModelCardData`` and ``EvalResult``, so the Hub
+parses it exactly. Only ``huggingface_hub.repocard_data`` is imported here: a data-format
+module with no network client in it (the network code stays in :mod:`cxrzoo.hub`), which keeps
+cards free of cycles and cheap to render.
+
+An architecture without a source (a third-party plugin that names none, or a plugin that is not
+installed) gets :data:`GENERIC_CARD`. Every field is optional: an untrained model's card
+renders too, saying what is not known yet.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
-
-#: Where the card sources live: ``model_cards/`` beside the ``cxrzoo`` package.
-CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
 TAGS = ("cxrzoo", "chest-x-ray", "medical-imaging", "multi-label-classification")
 TASK_TYPE = "image-classification"
@@ -102,13 +105,30 @@ decision about a patient.
 """
 
 
+def card_resource(architecture: str) -> str | None:
+    """The card source a registered model names (``"package:resource"``), or None."""
+    from cxrzoo.plugins import models
+
+    if not architecture or architecture not in models:
+        return None
+    card = models.entry(architecture).metadata.get("card")
+    return card if isinstance(card, str) else None
+
+
 def card_source(architecture: str) -> str:
-    """The hand-written card of ``architecture``, or :data:`GENERIC_CARD` when it has none."""
-    if re.fullmatch(r"[A-Za-z0-9_.-]+", architecture or ""):
-        path = CARDS_DIR / f"{architecture}.md"
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    return GENERIC_CARD
+    """The hand-written card of ``architecture``, or :data:`GENERIC_CARD` when it has none.
+
+    The source is the package-data file its plugin named when it registered the model; it is
+    read without importing the model (nor torch).
+    """
+    resource = card_resource(architecture)
+    if resource is None:
+        return GENERIC_CARD
+    package, _, name = resource.partition(":")
+    try:
+        return importlib.resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    except (OSError, ImportError, ValueError):  # a plugin installed without its data
+        return GENERIC_CARD
 
 
 def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
@@ -117,8 +137,6 @@ def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
     ``model`` is only consulted for its name and architecture when the document lacks them;
     pass ``None`` to render a card from a config.json alone.
     """
-    from cxrzoo import hub
-
     architecture = str(config_doc.get("architecture") or getattr(model, "architecture", "") or "model")
     metadata = getattr(model, "metadata", None) or {}
     name = str(metadata.get("name") or f"cxrzoo-{architecture}")
@@ -127,7 +145,7 @@ def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
     training = config_doc.get("training") or {}
     dataset = training.get("dataset")
     datasets = [DATASETS[dataset][0]] if dataset in HUB_DATASETS else None
-    return hub.build_model_card(
+    return build_model_card(
         body,
         model_name=name,
         tags=[*TAGS, architecture],
@@ -135,6 +153,37 @@ def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
         eval_results=eval_results(config_doc),
         metrics=["roc_auc", "f1", "precision", "recall"] if config_doc.get("metrics") else None,
     )
+
+
+def build_model_card(
+    body: str,
+    *,
+    model_name: str,
+    tags: list[str],
+    datasets: list[str] | None = None,
+    eval_results: list[dict[str, Any]] | None = None,
+    metrics: list[str] | None = None,
+) -> str:
+    """A README.md: Hub metadata (``ModelCardData`` with ``EvalResult``s) above ``body``.
+
+    ``eval_results`` are ``EvalResult`` keyword arguments; they become the card's
+    ``model-index``. The layout is the one huggingface_hub's ``ModelCard`` writes back, so the
+    text is exactly what the Hub parses.
+    """
+    from huggingface_hub.repocard_data import EvalResult, ModelCardData
+
+    results = [EvalResult(**r) for r in eval_results or []]
+    data = ModelCardData(
+        license="apache-2.0",
+        library_name="cxrzoo",
+        pipeline_tag="image-classification",
+        tags=tags,
+        datasets=datasets,
+        metrics=metrics,
+        model_name=model_name if results else None,
+        eval_results=results or None,
+    )
+    return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
 
 
 def fill(source: str, context: Mapping[str, str]) -> str:

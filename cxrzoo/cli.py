@@ -1,9 +1,16 @@
-"""The ``cxrzoo`` command line."""
+"""The ``cxrzoo`` command line.
+
+``list``, ``info`` and ``plugins`` import neither torch nor the models: plugins register their
+models lazily and the other commands' modules are imported only when one of them runs, so
+these answer at once.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,8 +19,42 @@ from cxrzoo.clickutil import ZooGroup
 
 KIND_CHOICES = ("model", "dataset", "transform", "metric", "all")
 
+#: Commands defined in other modules (which import torch), imported when they are run or
+#: shown in ``--help``: name -> "module:attribute".
+LAZY_COMMANDS = {
+    "data": "cxrzoo.data.cli:data",
+    "push": "cxrzoo.hub_cli:push",
+    "pull": "cxrzoo.hub_cli:pull",
+    "train": "cxrzoo.training.cli:train",
+    "crossval": "cxrzoo.training.cli:crossval",
+    "evaluate": "cxrzoo.reports.cli:evaluate",
+    "compare": "cxrzoo.reports.cli:compare",
+    "predict": "cxrzoo.reports.cli:predict",
+    "explain": "cxrzoo.reports.cli:explain",
+    "export": "cxrzoo.reports.cli:export",
+}
 
-@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Group(ZooGroup):
+    """The ``cxrzoo`` group: one-line errors (see :mod:`cxrzoo.clickutil`) and the commands
+    of :data:`LAZY_COMMANDS` loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            from cxrzoo.registry import import_object
+
+            # No guard: a command whose module cannot be imported is a broken install, and
+            # hiding the command would only make that harder to see.
+            command = import_object(LAZY_COMMANDS[cmd_name])
+            self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cxrzoo")
 def main() -> None:
     """cxrzoo: a model zoo for the 14 findings of NIH ChestX-ray14.
@@ -39,9 +80,11 @@ def list_cmd(pattern: str | None, kind: str, trained: bool, as_json: bool) -> No
     """List registered plugins (PATTERN is a glob such as '*resnet*')."""
     import fnmatch
 
-    from cxrzoo import plugins, store
+    from cxrzoo import plugins
 
     if trained:
+        from cxrzoo import store
+
         names = [n for n in store.list_trained() if not pattern or fnmatch.fnmatchcase(n, pattern)]
         rows = []
         for name in names:
@@ -102,12 +145,25 @@ def list_cmd(pattern: str | None, kind: str, trained: bool, as_json: bool) -> No
             click.echo(f"  {r['name']:<24} {r['source']:<24} {r['description']}")
 
 
+def _trained_folder(name: str) -> Path | None:
+    """The store folder of a trained model ``name``, or None.
+
+    Found without importing :mod:`cxrzoo.store`, which imports torch: the same layout as
+    ``store.model_path`` (``$CXRZOO_HOME/models/NAME/config.json``; a test keeps them in step).
+    """
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    home = Path(os.environ.get("CXRZOO_HOME") or Path.home() / ".cache" / "cxrzoo").expanduser()
+    folder = home / "models" / name
+    return folder if (folder / "config.json").is_file() else None
+
+
 @main.command()
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def info(name: str, as_json: bool) -> None:
     """Describe a registered model, dataset, transform or metric, or a trained model."""
-    from cxrzoo import plugins, store
+    from cxrzoo import plugins
 
     found: dict[str, Any] = {}
     for kind, registry in plugins.REGISTRIES.items():
@@ -115,10 +171,13 @@ def info(name: str, as_json: bool) -> None:
             e = registry.entry(name)
             found = {"name": name, "kind": kind, "source": e.source, "description": e.description}
             if kind == "model":
-                found["config"] = e.obj.config_class().to_dict()
-                found["trained"] = name in store.list_trained()
+                # The config class alone: a model registered lazily is not imported for it.
+                found["config"] = plugins.model_config_class(name)().to_dict()
+                found["trained"] = _trained_folder(name) is not None
             break
-    if not found and name in store.list_trained():
+    if not found and _trained_folder(name) is not None:
+        from cxrzoo import store
+
         doc = store.read_config(store.model_path(name))
         found = {"name": name, "kind": "trained model", "path": str(store.model_path(name)), **doc}
     if not found:
@@ -138,43 +197,33 @@ def info(name: str, as_json: bool) -> None:
 
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True)
-def plugins_cmd(as_json: bool) -> None:
-    """Which plugin packages loaded, their versions, what they registered, and errors."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Import every lazily registered object, to find errors inside plugin modules (slower: imports torch).",
+)
+def plugins_cmd(as_json: bool, check: bool) -> None:
+    """Which plugin packages loaded, their versions, what they registered, and errors.
+
+    Without --check, each lazily registered object's module is only looked up, not imported.
+    """
     from cxrzoo import plugins
 
-    infos = plugins.plugin_info()
+    infos = plugins.check_plugins(load=check)
     if as_json:
         _echo_json([{k: v for k, v in i.to_dict().items() if k != "traceback"} for i in infos])
         return
     for i in infos:
-        status = click.style("error", fg="red") if i.error else click.style("ok", fg="green")
+        bad = i.error or i.problems
+        status = click.style("error", fg="red") if bad else click.style("ok", fg="green")
         dist = f"{i.distribution} {i.version}" if i.distribution else "(in-process)"
         click.echo(f"{i.name:<24} {dist:<32} {status}")
         for kind, names in i.registered.items():
             click.echo(f"    {kind}s: {', '.join(names)}")
         if i.error:
             click.echo(f"    {i.error}")
-
-
-def _add_commands() -> None:
-    from cxrzoo.data.cli import data
-
-    main.add_command(data)
-    from cxrzoo.hub_cli import pull, push
-
-    main.add_command(push)
-    main.add_command(pull)
-    from cxrzoo.training.cli import crossval, train
-
-    main.add_command(train)
-    main.add_command(crossval)
-    from cxrzoo.reports.cli import compare, evaluate, explain, export, predict
-
-    for cmd in (evaluate, compare, predict, explain, export):
-        main.add_command(cmd)
-
-
-_add_commands()
+        for problem in i.problems:
+            click.echo(f"    {problem}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,25 @@ hooks with :data:`cxrzoo.hookimpl`; each receives a ``register`` callback::
 
 ``register(name, obj, *, description="", **metadata)`` adds ``obj`` to the registry of that
 kind; registering a name that is already taken raises an error naming both plugins.
+
+``obj`` may also be an import path, ``"my_plugin.model:MyModel"``: the module is imported on
+first use only, so that ``cxrzoo list`` stays fast however heavy the plugin. Give such an entry
+its one-line ``description``; a model also names its config class (in a module that does not
+import torch, so ``cxrzoo info`` can show the defaults) and may name its card source, a file
+shipped as package data::
+
+    @hookimpl
+    def register_models(register):
+        register(
+            "my_model",
+            "my_plugin.model:MyModel",
+            description="What it is",
+            config="my_plugin.config:MyConfig",
+            card="my_plugin:card.md",
+        )
+
+The metadata keys cxrzoo reads: ``config`` (a class or an import path) and ``card``
+(``"package:resource"``, read with :mod:`importlib.resources`).
 """
 
 from __future__ import annotations
@@ -28,7 +47,8 @@ Register = Callable[..., Any]
 
 @hookspec
 def register_models(register: Register) -> None:
-    """Register model classes: ``register(name, cls)`` where ``cls`` subclasses ``ZooModel``."""
+    """Register model classes: ``register(name, cls)`` where ``cls`` subclasses ``ZooModel``, or
+    ``register(name, "pkg.module:Cls", description=..., config="pkg.config:Cfg", card="pkg:card.md")``."""
 
 
 @hookspec

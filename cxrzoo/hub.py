@@ -1,6 +1,7 @@
 """Pushing model folders to the Hugging Face Hub and pulling them into the store.
 
-The only module that imports ``huggingface_hub``; it does so inside functions so that
+The only module that talks to the Hub (model cards use huggingface_hub's card-format classes,
+see :mod:`cxrzoo.cards`); it imports ``huggingface_hub`` inside functions so that
 ``import cxrzoo`` stays light. Everything goes through huggingface_hub's own client, which
 reads ``HF_TOKEN``; ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the cache location
 (``HF_HUB_CACHE`` / ``HF_HOME``) are read here at call time and passed explicitly, because
@@ -10,6 +11,13 @@ A pull downloads the snapshot through the Hub's cache, checks that it is a cxrzo
 that its weights match the sha256 in its config.json, and only then swaps it into the store,
 with a ``source.json`` that records where it came from. Any failure raises :class:`HubError`
 with one line saying what went wrong and what to do, and leaves the store as it was.
+
+Every push and pull ends within its timeout (``timeout=``, else ``$CXRZOO_HUB_TIMEOUT``
+seconds, default :data:`DEFAULT_TIMEOUT`), however the server behaves and however often the
+client retries: for the call, huggingface_hub's HTTP client (``set_client_factory``, its
+documented hook) gets a request hook that cuts every request's timeouts to what is left and
+refuses requests once the time is up, and the call runs in a worker thread that is given up
+at the deadline.
 """
 
 from __future__ import annotations
@@ -19,15 +27,37 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cxrzoo import store
+from cxrzoo.cards import build_model_card  # re-exported: it used to live here
+from cxrzoo.errors import DataError
 from cxrzoo.store import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, IntegrityError, StoreError
 
+R = TypeVar("R")
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HubError",
+    "HubIntegrityError",
+    "HubTimeoutError",
+    "build_model_card",
+    "hub_timeout",
+    "parse_spec",
+    "pull",
+    "push",
+    "repo_url",
+    "source",
+]
+
 SOURCE_NAME = "source.json"
+#: Seconds a push or pull may take in all, retries included, unless told otherwise.
+DEFAULT_TIMEOUT = 60.0
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
 #: Files of a model folder that travel to and from the Hub (source.json never does).
@@ -38,12 +68,16 @@ _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
-class HubError(StoreError):
+class HubError(StoreError, DataError):
     """A push or pull that failed; the message is one line naming the repo and the remedy."""
 
 
 class HubIntegrityError(HubError, IntegrityError):
     """Pulled weights whose sha256 differs from the one recorded in their config.json."""
+
+
+class HubTimeoutError(HubError, TimeoutError):
+    """A push or pull that did not finish within its timeout."""
 
 
 # -- environment, read at call time ---------------------------------------------------------
@@ -77,6 +111,24 @@ def _etag_timeout() -> float:
         return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
     except ValueError:
         return 10.0
+
+
+def hub_timeout(value: float | None = None) -> float:
+    """Seconds a push or pull may take: ``value``, else ``$CXRZOO_HUB_TIMEOUT``, else 60."""
+    if value is None:
+        text = os.environ.get("CXRZOO_HUB_TIMEOUT", "").strip()
+        if not text:
+            return DEFAULT_TIMEOUT
+        try:
+            value = float(text)
+        except ValueError:
+            raise HubError(f"CXRZOO_HUB_TIMEOUT={text!r}: expected a number of seconds, e.g. 60") from None
+        if not value > 0 or value == float("inf"):
+            raise HubError(f"CXRZOO_HUB_TIMEOUT={text!r}: expected a number of seconds above 0, e.g. 60")
+        return value
+    if not value > 0 or value == float("inf"):
+        raise HubError(f"Invalid Hub timeout {value!r}: expected a number of seconds above 0, e.g. 60")
+    return float(value)
 
 
 def _api(token: str | None) -> Any:
@@ -122,6 +174,7 @@ def push(
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
+    timeout: float | None = None,
 ) -> str:
     """Upload a model folder (a store name or a path) to ``repo_id`` in one commit.
 
@@ -129,7 +182,9 @@ def push(
     does not exist yet. Uploads exactly the weights, config.json and the card; the weights are
     checked against their recorded sha256 first, so a damaged folder is never published.
     Returns the id of the new commit (the branch's current commit when nothing changed).
+    ``timeout`` bounds the whole upload in seconds (default: :func:`hub_timeout`).
     """
+    seconds = hub_timeout(timeout)
     repo_id, spec_revision = parse_spec(repo_id)
     if revision is not None and not revision.strip():
         raise HubError("Empty --revision: name the branch to push to, or leave it out for main")
@@ -142,7 +197,8 @@ def push(
     message = commit_message or (
         f"Upload {doc['architecture']} with cxrzoo {_version()} (weights sha256 {sha[:12]})"
     )
-    with _hub_errors("push", repo_id, revision):
+
+    def upload() -> Any:
         from huggingface_hub import CommitOperationAdd
 
         api = _api(token)
@@ -152,7 +208,9 @@ def push(
         operations = [
             CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in files.items()
         ]
-        info = api.create_commit(repo_id, operations, commit_message=message, revision=revision)
+        return api.create_commit(repo_id, operations, commit_message=message, revision=revision)
+
+    info = _call_hub(upload, "push", repo_id, revision, seconds)
     return str(info.oid)
 
 
@@ -164,13 +222,12 @@ def _files_to_push(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     if not weights_path.is_file():
         raise StoreError(f"{folder}: weights file {weights_name} is missing; nothing to push")
     weights = weights_path.read_bytes()
-    recorded = doc["weights"].get("sha256")
-    actual = _sha256(weights)
-    if actual != recorded:
-        raise IntegrityError(
-            f"{weights_path}: sha256 {actual[:12]}… does not match {str(recorded)[:12]}… recorded in "
-            f"{CONFIG_NAME}; refusing to push damaged weights. Save or pull the model again."
-        )
+    store.verify_weights(
+        weights,
+        doc["weights"].get("sha256"),
+        str(weights_path),
+        remedy="refusing to push damaged weights. Save or pull the model again.",
+    )
     card_path = folder / CARD_NAME
     if card_path.is_file():
         card = card_path.read_bytes()
@@ -179,12 +236,6 @@ def _files_to_push(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
 
         card = render_card(None, doc).encode()
     return doc, {weights_name: weights, CONFIG_NAME: (folder / CONFIG_NAME).read_bytes(), CARD_NAME: card}
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def repo_url(repo_id: str, revision: str | None = None) -> str:
@@ -201,6 +252,7 @@ def pull(
     token: str | None = None,
     force: bool = False,
     on_conflict: str = "refuse",
+    timeout: float | None = None,
 ) -> Path:
     """Download ``[hf://]org/repo[@revision]`` into the store and return its folder.
 
@@ -210,8 +262,10 @@ def pull(
     verified; any other model there (trained here, or pulled from another repo) is never
     replaced unless ``force``: ``on_conflict="refuse"`` raises, ``"rename"`` stores the pull
     under ``org--repo`` instead (what reads such as ``cxrzoo.load("hf://…")`` do).
+    ``timeout`` bounds the download in seconds (default: :func:`hub_timeout`).
     """
     repo_id, revision = parse_spec(spec)
+    seconds = hub_timeout(timeout)
     if name is not None:
         store.check_name(name, what="store name")
     target_name = name or repo_id.split("/")[1]
@@ -226,8 +280,9 @@ def pull(
             )
     target = store.model_path(target_name)
     where = _where(repo_id, revision)
-    with _hub_errors("pull", repo_id, revision):
-        snapshot = Path(_download(repo_id, revision, token=token))
+    snapshot = Path(
+        _call_hub(lambda: _download(repo_id, revision, token=token), "pull", repo_id, revision, seconds)
+    )
     commit = snapshot.name if _COMMIT_SHA.fullmatch(snapshot.name) else None
     doc = _check_model(snapshot, where)
     weights_name = doc["weights"].get("file", WEIGHTS_NAME)
@@ -243,14 +298,17 @@ def pull(
             if (snapshot / fname).is_file():
                 shutil.copyfile(snapshot / fname, tmp / fname)
         # Verify the copy that will live in the store, before it replaces anything.
-        actual = store.sha256_file(tmp / weights_name)
-        if actual != recorded:
-            raise HubIntegrityError(
-                f"Refusing {where} (commit {(commit or '?')[:12]}): sha256 of {weights_name} is "
-                f"{actual[:12]}… but {CONFIG_NAME} records {str(recorded)[:12]}…, so the weights were "
-                f"changed after they were saved. The store was not changed; re-push the model, or if "
-                f"only your download is damaged, delete {snapshot.parent.parent} and pull again."
-            )
+        actual = store.verify_weights(
+            tmp / weights_name,
+            doc["weights"].get("sha256"),
+            f"Refusing {weights_name} of {where} (commit {(commit or '?')[:12]})",
+            remedy=(
+                "the weights were changed after they were saved. The store was not changed; re-push "
+                f"the model, or if only your download is damaged, delete {snapshot.parent.parent} and "
+                "pull again."
+            ),
+            error=HubIntegrityError,
+        )
         source = {
             "repo_id": repo_id,
             "revision": revision or DEFAULT_REVISION,
@@ -371,21 +429,151 @@ def _check_model(snapshot: Path, where: str) -> dict[str, Any]:
     return doc
 
 
-# -- errors ---------------------------------------------------------------------------------
+# -- deadline ---------------------------------------------------------------------------------
+class _Deadline:
+    """The time left to one push or pull, shared by every request it makes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.cancelled = False
+        #: The status of the last HTTP answer, to tell "no answer" from "answered 500".
+        self.last_status: int | None = None
+
+    def left(self) -> float:
+        return 0.0 if self.cancelled else self.end - time.monotonic()
+
+
+class _OutOfTime(Exception):
+    """Raised by the request hook once a call's time is up (not retried by huggingface_hub)."""
+
+
+#: One push or pull at a time per process: the deadline lives in huggingface_hub's shared client.
+_CALL_LOCK = threading.Lock()
+
+
 @contextmanager
-def _hub_errors(action: str, repo_id: str, revision: str | None) -> Iterator[None]:
-    """Turn huggingface_hub's and httpx2's exceptions into one-line :class:`HubError`s."""
+def _deadline_client(deadline: _Deadline) -> Iterator[None]:
+    """huggingface_hub's shared HTTP client, for the block, with ``deadline`` on every request.
+
+    Built by the factory that was installed (so a user's proxy or certificate settings stay),
+    with explicit timeouts instead of none and two hooks: one cuts each request's timeouts to
+    the time left and refuses requests once it is gone; one notes each answer's status.
+    """
+    from huggingface_hub.utils import _http
+
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) or _http.default_client_factory
+
+    def on_request(request: Any) -> None:
+        left = deadline.left()
+        if left <= 0:
+            raise _OutOfTime(f"no time left for {request.method} {request.url}")
+        timeouts = dict(request.extensions.get("timeout") or {})
+        request.extensions["timeout"] = {
+            key: left if timeouts.get(key) is None else min(float(timeouts[key]), left)
+            for key in ("connect", "read", "write", "pool")
+        }
+
+    def on_response(response: Any) -> None:
+        deadline.last_status = response.status_code
+
+    def factory() -> Any:
+        client = previous()
+        hooks = client.event_hooks
+        client.event_hooks = {
+            "request": [*hooks.get("request", []), on_request],
+            "response": [*hooks.get("response", []), on_response],
+        }
+        return client
+
+    _http.set_client_factory(factory)
     try:
         yield
-    except HubError:
-        raise
-    except Exception as exc:
-        message = _explain(exc, action, repo_id, revision)
-        if message is None:
-            raise
-        raise HubError(message) from exc
+    finally:
+        _http.set_client_factory(previous)
 
 
+def _call_hub(fn: Callable[[], R], action: str, repo_id: str, revision: str | None, seconds: float) -> R:
+    """``fn()`` (a call of huggingface_hub), ended after ``seconds`` whatever the server does.
+
+    Errors become one-line :class:`HubError` s. The call runs in a worker thread so that even a
+    hang the request hook cannot reach (name resolution, a back-off sleep) is cut at the deadline;
+    a worker given up at the deadline finds its next request refused.
+    """
+    deadline = _Deadline(seconds)
+    where = _where(repo_id, revision)
+    if not _CALL_LOCK.acquire(timeout=seconds):
+        raise HubTimeoutError(
+            f"Cannot {action} {where}: another push or pull of this process held the Hub client for "
+            f"{seconds:g} s; try again"
+        )
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    try:
+        with _deadline_client(deadline):
+            worker = threading.Thread(target=work, name=f"cxrzoo-hub-{action}", daemon=True)
+            worker.start()
+            worker.join(seconds)
+            if worker.is_alive():
+                deadline.cancelled = True
+                # Give the worker a moment to notice and stop before the client is swapped back.
+                worker.join(min(1.0, seconds))
+                raise HubTimeoutError(_timeout_message(action, repo_id, revision, deadline))
+    finally:
+        _CALL_LOCK.release()
+    error = outcome.get("error")
+    if error is None:
+        return outcome["value"]  # type: ignore[no-any-return]
+    if isinstance(error, HubError):
+        raise error
+    if _out_of_time(error) or (deadline.left() <= 0 and _caused_by_timeout(error)):
+        raise HubTimeoutError(_timeout_message(action, repo_id, revision, deadline)) from error
+    message = _explain(error, action, repo_id, revision)
+    if message is None:
+        raise error
+    raise HubError(message) from error
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes and contexts, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _out_of_time(exc: BaseException) -> bool:
+    return any(isinstance(e, _OutOfTime) for e in _chain(exc))
+
+
+def _caused_by_timeout(exc: BaseException) -> bool:
+    import httpx2
+
+    return any(isinstance(e, httpx2.TimeoutException | TimeoutError) for e in _chain(exc))
+
+
+def _timeout_message(action: str, repo_id: str, revision: str | None, deadline: _Deadline) -> str:
+    where = _where(repo_id, revision)
+    host = endpoint()
+    remedy = "raise it with --timeout or CXRZOO_HUB_TIMEOUT if the Hub is slow, or check HF_ENDPOINT"
+    status = deadline.last_status
+    if status is not None and status >= 500:
+        return (
+            f"Cannot {action} {where}: {host} answered HTTP {status}, still after retrying for "
+            f"{deadline.seconds:g} s; the Hub has a problem, try again later"
+        )
+    return f"Cannot {action} {where}: {host} did not answer within {deadline.seconds:g} s; {remedy}"
+
+
+# -- errors ---------------------------------------------------------------------------------
 def _explain(exc: BaseException, action: str, repo_id: str, revision: str | None) -> str | None:
     import httpx2
     from huggingface_hub import errors
@@ -405,16 +593,33 @@ def _explain(exc: BaseException, action: str, repo_id: str, revision: str | None
             f"Cannot {action} {where}: no repo {repo_id!r} on {host}, or it is private and the token "
             f"does not grant access; check the repo id, or {token_hint}"
         )
-    if isinstance(exc, errors.HfHubHTTPError) and exc.response is not None:
-        status = exc.response.status_code
-        detail = _one_line(exc.server_message or "")
+    # An HTTP answer anywhere in the chain (snapshot_download wraps it in LocalEntryNotFoundError):
+    # the Hub was reached and said no, which is not "cannot reach".
+    http_error = next(
+        (e for e in _chain(exc) if isinstance(e, errors.HfHubHTTPError) and e.response is not None), None
+    )
+    if http_error is not None:
+        status = http_error.response.status_code
+        detail = _one_line(http_error.server_message or "")
         if status in (401, 403):
             return (
                 f"Cannot {action} {where}: {host} rejected the credentials (HTTP {status}"
                 + (f": {detail}" if detail else "")
                 + f"); {token_hint}"
             )
+        if status >= 500:
+            return (
+                f"Cannot {action} {where}: {host} answered HTTP {status}"
+                + (f" ({detail})" if detail else "")
+                + "; the Hub has a problem, try again later"
+            )
         return f"Cannot {action} {where}: {host} answered HTTP {status}" + (f" ({detail})" if detail else "")
+    bad_json = next((e for e in _chain(exc) if isinstance(e, json.JSONDecodeError)), None)
+    if bad_json is not None:
+        return (
+            f"Cannot {action} {where}: {host} sent an answer that is not valid JSON "
+            f"({_one_line(str(bad_json))}); check that HF_ENDPOINT is a Hugging Face Hub"
+        )
     unreachable = (
         errors.LocalEntryNotFoundError,  # snapshot_download: Hub unreachable and not in the cache
         errors.RevisionResolutionError,
@@ -443,48 +648,10 @@ def _network_reason(exc: BaseException) -> str:
     """The innermost transport error's text, e.g. '[Errno 111] Connection refused'."""
     import httpx2
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    found: BaseException | None = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, httpx2.TransportError):
-            found = current
-        current = current.__cause__ or current.__context__
-    return _one_line(str(found)) if found is not None else ""
+    found = [e for e in _chain(exc) if isinstance(e, httpx2.TransportError)]
+    return _one_line(str(found[-1])) if found else ""
 
 
 def _one_line(text: str, limit: int = 200) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-# -- model cards ----------------------------------------------------------------------------
-def build_model_card(
-    body: str,
-    *,
-    model_name: str,
-    tags: list[str],
-    datasets: list[str] | None = None,
-    eval_results: list[dict[str, Any]] | None = None,
-    metrics: list[str] | None = None,
-) -> str:
-    """A README.md: Hub metadata (``ModelCardData`` with ``EvalResult``s) above ``body``.
-
-    ``eval_results`` are ``EvalResult`` keyword arguments; they become the card's
-    ``model-index``. The text goes through ``ModelCard`` so it is exactly what the Hub parses.
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    results = [EvalResult(**r) for r in eval_results or []]
-    data = ModelCardData(
-        license="apache-2.0",
-        library_name="cxrzoo",
-        pipeline_tag="image-classification",
-        tags=tags,
-        datasets=datasets,
-        metrics=metrics,
-        model_name=model_name if results else None,
-        eval_results=results or None,
-    )
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"))

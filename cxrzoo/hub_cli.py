@@ -6,6 +6,13 @@ import click
 
 from cxrzoo.clickutil import ZooCommand
 
+_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up after this long, retries included. Default: $CXRZOO_HUB_TIMEOUT or 60.",
+)
+
 
 @click.command("push", cls=ZooCommand)
 @click.argument("name")
@@ -16,6 +23,7 @@ from cxrzoo.clickutil import ZooCommand
     "--token", metavar="TOKEN", help="Hub token with write access. Default: $HF_TOKEN or the saved login."
 )
 @click.option("--message", "-m", "commit_message", metavar="TEXT", help="Commit message.")
+@_TIMEOUT
 def push(
     name: str,
     repo_id: str,
@@ -23,6 +31,7 @@ def push(
     private: bool,
     token: str | None,
     commit_message: str | None,
+    timeout: float | None,
 ) -> None:
     """Upload the trained model NAME (a store name or a model folder) to REPO_ID.
 
@@ -31,7 +40,13 @@ def push(
     from cxrzoo import hub
 
     oid = hub.push(
-        name, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
+        name,
+        repo_id,
+        revision=revision,
+        private=private,
+        token=token,
+        commit_message=commit_message,
+        timeout=timeout,
     )
     click.echo(f"Pushed {name} to {repo_id}@{revision or hub.DEFAULT_REVISION}")
     click.echo(f"commit: {oid}")
@@ -45,7 +60,8 @@ def push(
     "--token", metavar="TOKEN", help="Hub token for private repos. Default: $HF_TOKEN or the saved login."
 )
 @click.option("--force", is_flag=True, help="Replace a different model of the same store name.")
-def pull(spec: str, name: str | None, token: str | None, force: bool) -> None:
+@_TIMEOUT
+def pull(spec: str, name: str | None, token: str | None, force: bool, timeout: float | None) -> None:
     """Download a cxrzoo model from the Hub into the store.
 
     REVISION is a branch, tag or commit sha (default: main). The weights are checked against the
@@ -53,7 +69,7 @@ def pull(spec: str, name: str | None, token: str | None, force: bool) -> None:
     """
     from cxrzoo import hub
 
-    folder = hub.pull(spec, name=name, token=token, force=force)
+    folder = hub.pull(spec, name=name, token=token, force=force, timeout=timeout)
     source = hub.source(folder) or {}
     click.echo(f"Pulled {spec} into {folder}")
     click.echo(f"commit: {source.get('commit') or 'unknown'}")

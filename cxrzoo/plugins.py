@@ -5,6 +5,23 @@ datasets, transforms and metrics arrive the same way. A plugin that fails to imp
 whose hook raises, is recorded in :func:`plugin_info` (distribution, version, error) and
 skipped; whatever it registered before failing is rolled back.
 
+A plugin may register an object lazily, by its import path (``"pkg.module:Name"``) with a
+one-line description: the module is imported on first use, so ``cxrzoo list``, ``info`` and
+``plugins`` never import a model's heavy dependencies (torch, timm). A model registered so also
+names its config class (``config="pkg.config:NameConfig"``, a module that does not import
+torch) and its card source (``card="pkg:card.md"``, package data)::
+
+    register(
+        "rare_disease",
+        "cxrzoo_rare_disease.model:RareDiseaseModel",
+        description="Rare-finding memory bank and dual heads",
+        config="cxrzoo_rare_disease.config:RareDiseaseConfig",
+        card="cxrzoo_rare_disease:card.md",
+    )
+
+A lazy object whose module fails to import raises :class:`~cxrzoo.registry.PluginLoadError` when
+used; :func:`check_plugins` finds such problems ahead of use.
+
 Environment variables limit what loads for a run (names are entry-point or distribution
 names, comma-separated):
 
@@ -25,7 +42,7 @@ from typing import Any
 import pluggy
 
 from cxrzoo import hookspecs
-from cxrzoo.registry import Registry
+from cxrzoo.registry import Entry, Registry, is_import_path
 
 CORE_DISTRIBUTION = "cxrzoo"
 ENTRY_POINT_GROUP = "cxrzoo"
@@ -48,6 +65,8 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    #: One line per registered entry that cannot be used (a lazy import that fails).
+    problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +211,7 @@ def _register(module: ModuleType | object, info: PluginInfo) -> PluginInfo:
                 **meta: Any,
             ) -> None:
                 source = info.distribution or info.name
+                _check_meta(name, meta)
                 _registry.add(name, obj, source=source, description=description, **meta)
                 _added.append(name)
 
@@ -208,6 +228,15 @@ def _register(module: ModuleType | object, info: PluginInfo) -> PluginInfo:
             if added:
                 info.registered.setdefault(kind, []).extend(added)
     return info
+
+
+def _check_meta(name: str, meta: dict[str, Any]) -> None:
+    config = meta.get("config")
+    if config is not None and not (is_import_path(config) or isinstance(config, type)):
+        raise ValueError(f"{name!r}: config={config!r} is not a class or an import path 'pkg.module:Name'")
+    card = meta.get("card")
+    if card is not None and not (isinstance(card, str) and card.count(":") == 1 and card.split(":")[1]):
+        raise ValueError(f"{name!r}: card={card!r} is not 'package:resource', e.g. 'my_plugin:card.md'")
 
 
 def _rollback(info: PluginInfo) -> None:
@@ -237,10 +266,56 @@ def unregister_plugin(name: str) -> None:
             _state.manager.unregister(name=name)
 
 
+def _entries_of(info: PluginInfo) -> list[Entry[Any]]:
+    return [
+        REGISTRIES[kind]._entries[name]
+        for kind, names in info.registered.items()
+        for name in names
+        if name in REGISTRIES[kind]._entries
+    ]
+
+
 def plugin_info() -> list[PluginInfo]:
-    """Every plugin seen, loaded or failed, core first."""
+    """Every plugin seen, loaded or failed, core first.
+
+    ``problems`` lists the lazy entries whose import already failed in this process; see
+    :func:`check_plugins` to look for them ahead of use.
+    """
     ensure_loaded()
-    return list(_state.infos.values())
+    infos = list(_state.infos.values())
+    for info in infos:
+        info.problems = [e.error for e in _entries_of(info) if e.error]
+    return infos
+
+
+def check_plugins(*, load: bool = False) -> list[PluginInfo]:
+    """:func:`plugin_info`, with ``problems`` checked for every lazy entry.
+
+    By default only whether each lazy entry's module exists is checked, which imports nothing
+    heavy; ``load=True`` imports every lazy entry (and so torch), finding errors raised inside
+    the modules too.
+    """
+    infos = plugin_info()
+    for info in infos:
+        info.problems = [p for p in (e.check(load=load) for e in _entries_of(info)) if p]
+    return infos
+
+
+def model_config_class(name: str) -> type[Any]:
+    """The config class of model ``name``, importing only its config module when it names one.
+
+    A model registered with ``config=`` is described without importing the model itself (nor
+    torch); one registered without it (an eager third-party plugin) is imported for its
+    ``config_class``.
+    """
+    entry = models.entry(name)
+    config = entry.metadata.get("config")
+    if config is None:
+        return entry.obj.config_class  # type: ignore[no-any-return]
+    if isinstance(config, type):
+        return config
+    probe = Entry(name, config, "model", entry.source, lazy=True)
+    return probe.obj  # type: ignore[return-value]
 
 
 def reset() -> None:

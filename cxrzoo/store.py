@@ -299,17 +299,6 @@ def validate_config_doc(doc: Any, *, where: str = CONFIG_NAME, check_digest: boo
             )
 
 
-def verify_weights(path: str | os.PathLike[str], recorded: str, *, action: str = "load") -> str:
-    """sha256 of the weights at ``path``; :class:`IntegrityError` unless it is ``recorded``."""
-    actual = sha256_file(path)
-    if actual != recorded:
-        raise IntegrityError(
-            f"{path}: sha256 {actual[:12]}… does not match {str(recorded)[:12]}… recorded in "
-            f"{CONFIG_NAME}; the file was changed or corrupted. Refusing to {action} it."
-        )
-    return actual
-
-
 def build_from_config(doc: dict[str, Any], *, source: str = "config.json") -> Any:
     """An untrained model as described by a config.json document.
 
@@ -372,7 +361,7 @@ def load_folder(
     if not weights.is_file():
         raise StoreError(f"{folder}: weights file {weights.name} is missing")
     if verify:
-        verify_weights(weights, doc["weights"]["sha256"])
+        verify_weights(weights, doc["weights"].get("sha256"), str(weights))
     model = build_from_config(doc, source=str(folder / CONFIG_NAME))
     try:
         state = load_file(str(weights), device="cpu")
@@ -437,3 +426,32 @@ def remove(name: str) -> None:
         raise ModelNotFoundError(f"No trained model {name!r} in the store ({models_dir()})")
     with entry_lock_for(name):
         shutil.rmtree(path)
+
+
+def verify_weights(
+    weights: str | os.PathLike[str] | bytes,
+    recorded: object,
+    where: str,
+    *,
+    remedy: str = "the file was changed or corrupted. Refusing to load it.",
+    error: type[IntegrityError] = IntegrityError,
+) -> str:
+    """The sha256 of ``weights`` (a file, or its bytes) once it matches ``recorded``.
+
+    The one check of weights against the sha256 their config.json records, used by loading,
+    pushing and pulling alike. ``where`` names the weights in the message (a path, or
+    ``repo@revision``); ``remedy`` ends it; ``error`` is the :class:`IntegrityError` subclass
+    to raise when the sha256 is missing or differs.
+    """
+    if not isinstance(recorded, str) or not recorded:
+        raise error(f"{where}: {CONFIG_NAME} records no sha256 for the weights; {remedy}")
+    if isinstance(weights, bytes | bytearray | memoryview):
+        actual = hashlib.sha256(weights).hexdigest()
+    else:
+        actual = sha256_file(weights)
+    if actual != recorded:
+        raise error(
+            f"{where}: sha256 {actual[:12]}… does not match {recorded[:12]}… recorded in {CONFIG_NAME}; "
+            f"{remedy}"
+        )
+    return actual

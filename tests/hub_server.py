@@ -15,6 +15,13 @@ Usage::
         hub.commits("org/repo")  # what was pushed
 
 State lives in memory: repos -> branches -> commits -> {path: bytes}; commit ids are sha1 hex.
+
+``fault`` makes every request fail the way a broken server does, to test that the client ends
+in bounded time with one clear line (set it after the fixtures a test needs are in place):
+
+- ``"hang"``: accept the connection, read the request, never answer (until the server stops);
+- ``"http500"``: answer HTTP 500 with an error message;
+- ``"badjson"``: answer 200 with a body that is cut off in the middle of its JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import yaml
 
 INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"
+FAULTS = ("hang", "http500", "badjson")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
@@ -93,10 +101,20 @@ class FakeHub:
     entries per page of the tree listing, to exercise the client's ``Link`` pagination.
     """
 
-    def __init__(self, token: str = "hf_fake_token", *, user: str = "cxr-lab", page_size: int = 1000) -> None:
+    def __init__(
+        self,
+        token: str = "hf_fake_token",
+        *,
+        user: str = "cxr-lab",
+        page_size: int = 1000,
+        fault: str | None = None,
+    ) -> None:
         self.token = token
         self.user = user
         self.page_size = page_size
+        self.fault = fault
+        #: Set when the server stops, releasing the requests that "hang" holds.
+        self.stopping = threading.Event()
         self.repos: dict[str, Repo] = {}
         #: (method, path with query) of every request, for assertions.
         self.requests: list[tuple[str, str]] = []
@@ -120,6 +138,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -274,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.body = self.rfile.read(length) if length else b""
         with self.fake.lock:
             self.fake.requests.append((method, self.path))
+        if self.fake.fault is not None:
+            self._fault(self.fake.fault)
+            return
         try:
             for route_method, pattern, name in self.ROUTES:
                 match = pattern.fullmatch(split.path)
@@ -285,6 +307,22 @@ class _Handler(BaseHTTPRequestHandler):
             raise ErrorReply(404, f"No route for {method} {split.path}")
         except ErrorReply as exc:
             self._send_json({"error": exc.message}, status=exc.status, headers=self._error_headers(exc))
+
+    def _fault(self, fault: str) -> None:
+        if fault == "hang":
+            self.fake.stopping.wait()
+            self.close_connection = True
+        elif fault == "http500":
+            self._send_json(
+                {"error": "Internal Error - We're working hard to fix this as soon as possible!"},
+                status=500,
+                headers={"X-Error-Message": "Internal Error"},
+            )
+        elif fault == "badjson":
+            body = b'{"id": "cxr-lab/cxr-tiny", "sha": "0123'
+            self._send(200, body, {"Content-Type": "application/json"}, head=self.command == "HEAD")
+        else:
+            raise ValueError(f"unknown fault {fault!r}; known: {FAULTS}")
 
     def _error_headers(self, exc: ErrorReply) -> dict[str, str]:
         headers = {"X-Error-Message": exc.message}

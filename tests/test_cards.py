@@ -1,9 +1,11 @@
-"""Model cards: rendered from model_cards/<architecture>.md, parsed back by huggingface_hub."""
+"""Model cards: rendered from the card source each plugin ships, parsed back by huggingface_hub."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import types
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 import cxrzoo
-from cxrzoo import cards, store
+from cxrzoo import cards, hookimpl, plugins, store
 from cxrzoo.labels import LABELS
 
 ARCHITECTURES = ("advanced_resnet", "chest_xray_attention", "rare_disease", "ensemble")
@@ -148,7 +150,10 @@ def test_card_of_an_untrained_model_renders() -> None:
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("trained", [False, True], ids=["untrained", "trained"])
 def test_every_architecture_has_a_card_source(architecture: str, trained: bool) -> None:
-    source = (cards.CARDS_DIR / f"{architecture}.md").read_text()
+    from cxrzoo.plugins import models
+
+    module = models.entry(architecture).metadata["card"].split(":")[0]
+    source = (Path(importlib.import_module(module).__file__).parent / "card.md").read_text()
     assert cards.card_source(architecture) == source
     doc: dict[str, Any] = {
         "format": "cxrzoo-model",
@@ -185,11 +190,21 @@ def test_unknown_architecture_gets_the_generic_card() -> None:
     assert "third_party_net" in ModelCard(text).data.to_dict()["tags"]
 
 
-def test_missing_card_folder_falls_back_to_the_generic_card(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(cards, "CARDS_DIR", tmp_path / "absent")
-    assert cards.card_source("advanced_resnet") == cards.GENERIC_CARD
+@pytest.mark.parametrize("card", ["cxrzoo_advanced_resnet:absent.md", "no_such_package_xyz:card.md"])
+def test_missing_card_source_falls_back_to_the_generic_card(card: str) -> None:
+    module = types.ModuleType("cardless")
+
+    @hookimpl
+    def register_models(register):
+        register("cardless_net", "cardless.model:Net", description="no card", card=card)
+
+    module.register_models = register_models  # type: ignore[attr-defined]
+    plugins.register_plugin(module, "cardless-plugin")
+    try:
+        assert cards.card_resource("cardless_net") == card
+        assert cards.card_source("cardless_net") == cards.GENERIC_CARD
+    finally:
+        plugins.unregister_plugin("cardless-plugin")
 
 
 def test_unknown_placeholder_is_an_error() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import sys
 import time
@@ -16,10 +17,11 @@ from click.testing import CliRunner
 
 import cxrzoo
 from cxrzoo import hub, store
+from cxrzoo.errors import DataError
 from cxrzoo.hub import HubError, HubIntegrityError
 from cxrzoo.hub_cli import pull as pull_command
 from cxrzoo.hub_cli import push as push_command
-from cxrzoo.store import IntegrityError
+from cxrzoo.store import IntegrityError, StoreError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import FakeHub
@@ -410,3 +412,73 @@ def test_cli_errors_are_one_line_without_traceback(
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+
+
+# -- servers that misbehave -----------------------------------------------------------------
+FAULT_MESSAGES = {
+    "hang": "did not answer within 2 s",
+    "http500": "answered HTTP 500",
+    "badjson": "not valid JSON",
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULT_MESSAGES))
+@pytest.mark.parametrize("action", ["push", "pull"])
+def test_misbehaving_hub_ends_in_bounded_time_with_one_line(
+    hub_server: FakeHub, action: str, fault: str
+) -> None:
+    save_tiny()
+    if action == "pull":
+        hub.push("tiny", REPO)
+        existing = save_tiny("victim", seed=3)
+        before = snapshot(existing)
+    hub_server.fault = fault
+    command, args = (
+        (push_command, ["tiny", REPO]) if action == "push" else (pull_command, [REPO, "--name", "victim"])
+    )
+
+    start = time.monotonic()
+    result = CliRunner().invoke(command, [*args, "--timeout", "2"])  # type: ignore[arg-type]
+    elapsed = time.monotonic() - start
+
+    assert elapsed < 10, f"{action} against a {fault} server took {elapsed:.1f} s"
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"Error: Cannot {action} {REPO}"), result.output
+    assert FAULT_MESSAGES[fault] in lines[0], lines[0]
+    assert hub_server.url in lines[0] and "Cannot reach" not in lines[0]
+    if action == "pull":
+        assert snapshot(existing) == before
+
+
+def test_hub_timeout_comes_from_the_environment(hub_server: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    save_tiny()
+    hub_server.fault = "hang"
+    monkeypatch.setenv("CXRZOO_HUB_TIMEOUT", "1.5")
+    start = time.monotonic()
+    with pytest.raises(hub.HubTimeoutError, match=r"did not answer within 1\.5 s") as info:
+        hub.push("tiny", REPO)
+    assert time.monotonic() - start < 10
+    assert isinstance(info.value, DataError) and isinstance(info.value, StoreError)
+    # An explicit timeout wins over the environment.
+    with pytest.raises(hub.HubTimeoutError, match=r"within 0\.5 s"):
+        hub.pull(REPO, timeout=0.5)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "inf"])
+def test_bad_hub_timeout_is_one_line(env: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CXRZOO_HUB_TIMEOUT", value)
+    with pytest.raises(HubError, match=rf"^CXRZOO_HUB_TIMEOUT='{re.escape(value)}': expected a number"):
+        hub.pull(REPO)
+
+
+def test_hub_client_is_restored_after_a_call(hub_server: FakeHub) -> None:
+    from huggingface_hub.utils import _http
+
+    before = _http._GLOBAL_CLIENT_FACTORY
+    save_tiny()
+    hub.push("tiny", REPO, timeout=5)
+    hub_server.fault = "hang"
+    with pytest.raises(hub.HubTimeoutError):
+        hub.pull(REPO, timeout=1)
+    assert _http._GLOBAL_CLIENT_FACTORY is before

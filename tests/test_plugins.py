@@ -1,13 +1,21 @@
 """Plugin loading: entry points, isolation of broken plugins, allow/block lists."""
 
+import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+import cxrzoo
 from cxrzoo import hookimpl, plugins
+from cxrzoo.cli import main
+from cxrzoo.registry import PluginLoadError
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUR = {"advanced_resnet", "chest_xray_attention", "rare_disease", "ensemble"}
@@ -64,6 +72,13 @@ def test_block_and_allow_lists(tmp_path):
 
 def test_installed_example_plugin_is_listed(tmp_path):
     site = tmp_path / "site"
+    # Installed from a copy, so that setuptools' build/ and egg-info never land in the checkout.
+    source = tmp_path / "cxrzoo-example-plugin"
+    shutil.copytree(
+        ROOT / "examples" / "cxrzoo-example-plugin",
+        source,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
+    )
     pip = subprocess.run(
         [
             sys.executable,
@@ -75,7 +90,7 @@ def test_installed_example_plugin_is_listed(tmp_path):
             "--no-build-isolation",
             "--target",
             str(site),
-            str(ROOT / "examples" / "cxrzoo-example-plugin"),
+            str(source),
         ],
         capture_output=True,
         text=True,
@@ -160,3 +175,179 @@ def test_misnamed_hook_is_an_invalid_plugin():
         assert info.error and "invalid plugin" in info.error
     finally:
         plugins.unregister_plugin("typo-plugin")
+
+
+# -- lazy registration ----------------------------------------------------------------------
+LAZY_PLUGIN = """
+from cxrzoo import hookimpl
+
+@hookimpl
+def register_models(register):
+    register("lazy_ok", "{module}.model:Net", description="Imported on first use",
+             config="{module}.config:NetConfig", card="{module}:card.md")
+    register("lazy_broken", "{module}.broken:Net", description="Its module fails to import")
+    register("lazy_missing", "{module}.nowhere:Net", description="Its module does not exist")
+"""
+LAZY_MODEL = '''
+from dataclasses import dataclass
+from cxrzoo import ModelConfig, ZooModel
+from {module}.config import NetConfig
+
+class Net(ZooModel):
+    """A lazily registered model."""
+    config_class = NetConfig
+'''
+LAZY_CONFIG = """
+from dataclasses import dataclass
+from cxrzoo.config import ModelConfig
+
+@dataclass(frozen=True)
+class NetConfig(ModelConfig):
+    width: int = 7
+"""
+
+
+def lazy_package(root: Path, module: str) -> Path:
+    """A plugin package whose models are registered by import path (one fine, two broken)."""
+    package = root / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(LAZY_PLUGIN.format(module=module))
+    (package / "model.py").write_text(LAZY_MODEL.format(module=module))
+    (package / "config.py").write_text(LAZY_CONFIG)
+    (package / "broken.py").write_text("import a_dependency_that_is_not_installed_xyz\n")
+    (package / "card.md").write_text("# {{ name }}\n\nThe lazy test card.\n")
+    return package
+
+
+@pytest.fixture
+def lazy_plugin(tmp_path, monkeypatch):
+    module = "cxrzoo_lazy_test_plugin"
+    lazy_package(tmp_path, module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = importlib.import_module(module)
+    info = plugins.register_plugin(imported, "lazy-test-plugin")
+    assert info.error is None, info.error
+    yield module
+    plugins.unregister_plugin("lazy-test-plugin")
+    for name in [m for m in sys.modules if m.startswith(module)]:
+        del sys.modules[name]
+
+
+def test_lazy_model_is_imported_on_first_use_only(lazy_plugin):
+    entry = plugins.models.entry("lazy_ok")
+    assert entry.lazy and not entry.loaded
+    assert "lazy_ok" in plugins.models.names() and entry.description == "Imported on first use"
+    assert plugins.model_config_class("lazy_ok")().to_dict()["width"] == 7
+    assert f"{lazy_plugin}.model" not in sys.modules  # listing and describing import nothing
+    model = cxrzoo.create_model("lazy_ok")
+    assert f"{lazy_plugin}.model" in sys.modules and entry.loaded
+    assert type(model).__name__ == "Net" and model.config.width == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("lazy_broken", "ModuleNotFoundError: No module named 'a_dependency_that_is_not_installed_xyz'"),
+        ("lazy_missing", "No module named 'cxrzoo_lazy_test_plugin.nowhere'"),
+    ],
+)
+def test_broken_lazy_model_is_one_line_naming_plugin_and_module(lazy_plugin, name, reason):
+    with pytest.raises(PluginLoadError) as info:
+        plugins.models.get(name)
+    message = str(info.value)
+    assert "\n" not in message and reason in message
+    assert f"Model {name!r} of plugin 'lazy-test-plugin' cannot be loaded" in message
+    assert f"{lazy_plugin}." in message and "cxrzoo plugins --check" in message
+    with pytest.raises(PluginLoadError):  # the same answer again, not a half-imported module
+        cxrzoo.create_model(name)
+    # The others still work, and the failure is reported with the plugin.
+    assert "lazy_ok" in plugins.models and cxrzoo.create_model("lazy_ok")
+    reported = {i.name: i for i in plugins.plugin_info()}["lazy-test-plugin"]
+    assert reported.problems == [message]
+
+
+def test_cli_with_a_broken_lazy_model(lazy_plugin):
+    runner = CliRunner()
+    plugins.models.get("lazy_ok")
+    with pytest.raises(PluginLoadError):
+        plugins.models.get("lazy_broken")
+    listed = runner.invoke(main, ["list", "--kind", "model", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert {"lazy_ok", "lazy_broken", "lazy_missing"} <= {m["name"] for m in json.loads(listed.output)}
+
+    created = runner.invoke(main, ["info", "lazy_broken"])  # no config class named: needs the model
+    assert created.exit_code == 1 and "Traceback" not in created.output
+    assert created.output.startswith("Error: Model 'lazy_broken' of plugin 'lazy-test-plugin'")
+
+
+def test_plugins_command_finds_lazy_problems(lazy_plugin):
+    runner = CliRunner()
+    quick = runner.invoke(main, ["plugins", "--json"])
+    assert quick.exit_code == 0, quick.output
+    problems = {p["name"]: p["problems"] for p in json.loads(quick.output)}["lazy-test-plugin"]
+    # Without --check the modules are only looked up: the missing one shows, nothing is imported.
+    assert len(problems) == 1 and "nowhere" in problems[0]
+    assert f"{lazy_plugin}.broken" not in sys.modules
+
+    full = runner.invoke(main, ["plugins", "--check"])
+    assert full.exit_code == 0, full.output
+    block = full.output.split("lazy-test-plugin", 1)[1]
+    assert "error" in block.splitlines()[0]
+    assert "a_dependency_that_is_not_installed_xyz" in block and "nowhere" in block
+
+
+def test_installed_lazy_plugin_with_a_broken_module(tmp_path):
+    module = "cxrzoo_lazy_installed"
+    fake_distribution(tmp_path, "cxrzoo-lazy-installed", module, LAZY_PLUGIN.format(module=module))
+    for name, text in (("model", LAZY_MODEL), ("config", LAZY_CONFIG)):
+        (tmp_path / module / f"{name}.py").write_text(text.format(module=module))
+    (tmp_path / module / "broken.py").write_text("import a_dependency_that_is_not_installed_xyz\n")
+
+    listed = run_cli("list", "--kind", "model", "--json", pythonpath=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert {"lazy_ok", "lazy_broken"} <= {m["name"] for m in json.loads(listed.stdout)} and not listed.stderr
+
+    checked = run_cli("plugins", "--check", pythonpath=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "Model 'lazy_broken' of plugin 'cxrzoo-lazy-installed' cannot be loaded" in checked.stdout
+
+    used = run_cli("info", "lazy_broken", pythonpath=tmp_path)
+    assert used.returncode != 0 and "Traceback" not in used.stderr
+    lines = used.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"importing {module}.broken failed" in lines[0], used.stderr
+
+
+@pytest.mark.parametrize("name", sorted(FOUR))
+def test_builtin_models_are_lazy_and_their_config_matches(name):
+    entry = plugins.models.entry(name)
+    assert entry.lazy and entry.description and entry.metadata["card"].endswith(":card.md")
+    assert plugins.model_config_class(name) is plugins.models.get(name).config_class
+
+
+def test_core_plugins_are_lazy_with_the_objects_descriptions():
+    from cxrzoo.metrics.core import BUILTIN_METRICS
+
+    for metric in BUILTIN_METRICS:
+        entry = plugins.metrics.entry(metric.name)
+        assert entry.lazy and entry.description == metric.description
+        assert entry.obj is metric
+    for entry in plugins.transforms.entries():
+        assert entry.lazy
+        doc = " ".join((entry.obj.__doc__ or "").split())
+        assert doc.startswith(entry.description) or entry.name == "augment", entry.name
+
+
+def test_registering_an_unusable_object_is_a_plugin_error():
+    module = types.ModuleType("bad_paths")
+
+    @hookimpl
+    def register_models(register):
+        register("bad_path", "not an import path")
+
+    module.register_models = register_models
+    info = plugins.register_plugin(module, "bad-paths")
+    try:
+        assert "register_models failed" in info.error and "not an import path" in info.error
+        assert "bad_path" not in plugins.models
+    finally:
+        plugins.unregister_plugin("bad-paths")

@@ -1,26 +1,46 @@
-"""The core's transforms, registered through the same hook as any plugin's."""
+"""The core's transforms, registered through the same hook as any plugin's.
+
+Registered by import path, so that listing them imports neither torch nor OpenCV; each
+module is imported when a transform of it is first used.
+"""
 
 from __future__ import annotations
 
 from cxrzoo.hookspecs import Register, hookimpl
-from cxrzoo.transforms import augment, image, tensor
+
+#: name -> (class in cxrzoo.transforms, one-line description)
+TRANSFORMS: dict[str, tuple[str, str]] = {
+    "resize": ("image:Resize", "Resize to image_size x image_size (area interpolation when shrinking)."),
+    "clahe": ("image:Clahe", "Contrast-limited adaptive histogram equalisation."),
+    "histeq": ("image:HistEq", "Global histogram equalisation."),
+    "denoise": ("image:Denoise", "Edge-preserving bilateral filter (sigma in grey levels and pixels)."),
+    "contrast_normalize": (
+        "image:ContrastNormalize",
+        "Stretch the [low, high] percentiles of the image to the full 0-255 range.",
+    ),
+    "lung_mask": ("image:LungMask", "Keep the lungs, blank the rest."),
+    "scale": ("tensor:Scale", "uint8 0-255 to float 0-1."),
+    "normalize_grey": ("tensor:NormalizeGrey", "Grey-level normalisation: (x - 0.5) / 0.25."),
+    "normalize_imagenet": (
+        "tensor:NormalizeImagenet",
+        "ImageNet mean and standard deviation (for ImageNet-pretrained backbones).",
+    ),
+    "standardize": ("tensor:Standardize", "Per-image contrast normalisation: zero mean, unit variance."),
+    "augment": ("augment:BatchAugment", "Batch augmentation with every option explicit"),
+    "augment_light": ("augment:AugmentLight", "Flip and up to 7 degrees of rotation, nothing else."),
+    "augment_report": (
+        "augment:AugmentReport",
+        "The founding report's augmentations: flip, rotation up to 15 degrees, brightness and "
+        "contrast jitter, random resized crop.",
+    ),
+    "augment_strong": (
+        "augment:AugmentStrong",
+        "Wider crops, shifts and intensity jitter for small data sets.",
+    ),
+}
 
 
 @hookimpl
 def register_transforms(register: Register) -> None:
-    register("resize", image.Resize)
-    register("center_crop", image.CenterCrop)
-    register("letterbox", image.Letterbox)
-    register("clahe", image.Clahe)
-    register("histeq", image.HistEq)
-    register("denoise", image.Denoise)
-    register("contrast_normalize", image.ContrastNormalize)
-    register("lung_mask", image.LungMask)
-    register("scale", tensor.Scale)
-    register("normalize_grey", tensor.NormalizeGrey)
-    register("normalize_imagenet", tensor.NormalizeImagenet)
-    register("standardize", tensor.Standardize)
-    register("augment", augment.BatchAugment, description="Batch augmentation with every option explicit")
-    register("augment_light", augment.AugmentLight)
-    register("augment_report", augment.AugmentReport)
-    register("augment_strong", augment.AugmentStrong)
+    for name, (path, description) in TRANSFORMS.items():
+        register(name, f"cxrzoo.transforms.{path}", description=description)

@@ -61,4 +61,9 @@ class ExampleCNN(ZooModel):
 
 @hookimpl
 def register_models(register):
+    # The class itself: simplest, but importing this module (and torch) is then part of every
+    # cxrzoo command. A plugin can instead register by import path, imported on first use, so
+    # that `cxrzoo list` stays fast (see cxrzoo.hookspecs and the four built-in model plugins):
+    #   register("example_cnn", "cxrzoo_example.model:ExampleCNN", description="...",
+    #            config="cxrzoo_example.config:ExampleConfig")
     register("example_cnn", ExampleCNN)

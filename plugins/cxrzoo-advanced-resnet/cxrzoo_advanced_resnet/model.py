@@ -3,41 +3,12 @@ a Feature Pyramid Network fusing the stages into multi-scale features."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from cxrzoo import ModelConfig, ZooModel
-from cxrzoo.config import ConfigError
+from cxrzoo import ZooModel
 from cxrzoo.nn import CBAM, FPN, create_backbone
-
-
-@dataclass(frozen=True)
-class AdvancedResNetConfig(ModelConfig):
-    """Architecture of :class:`AdvancedResNet`.
-
-    ``attention`` and ``fpn`` switch the CBAM blocks and the feature pyramid off for the
-    founding report's ablations; ``backbone`` is any timm model with ``features_only``.
-    """
-
-    in_chans: int = 3
-    backbone: str = "resnet50"
-    pretrained: bool = False
-    out_indices: tuple[int, ...] = (1, 2, 3, 4)
-    attention: bool = True
-    reduction: int = 16
-    fpn: bool = True
-    fpn_channels: int = 256
-    hidden: int = 512
-    dropout: float = 0.3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.out_indices:
-            raise ConfigError("out_indices must name at least one backbone stage")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+from cxrzoo_advanced_resnet.config import AdvancedResNetConfig
 
 
 class AdvancedResNet(ZooModel):

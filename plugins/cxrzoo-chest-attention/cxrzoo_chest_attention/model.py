@@ -3,30 +3,12 @@ attention on its last stage and no feature pyramid; the fast baseline for weak h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from cxrzoo import ModelConfig, ZooModel
-from cxrzoo.config import ConfigError
+from cxrzoo import ZooModel
 from cxrzoo.nn import CBAM, create_backbone
-
-
-@dataclass(frozen=True)
-class ChestAttentionConfig(ModelConfig):
-    """Architecture of :class:`ChestXrayAttention`; ``attention=False`` for the ablation."""
-
-    backbone: str = "resnet18"
-    pretrained: bool = False
-    attention: bool = True
-    reduction: int = 16
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+from cxrzoo_chest_attention.config import ChestAttentionConfig
 
 
 class ChestXrayAttention(ZooModel):

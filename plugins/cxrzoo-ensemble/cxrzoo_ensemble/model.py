@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,34 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxrzoo import ModelConfig, ZooModel
+from cxrzoo import ZooModel
 from cxrzoo.config import ConfigError
 from cxrzoo.store import StoreError
-
-DEFAULT_MEMBERS = ("advanced_resnet", "chest_xray_attention", "rare_disease")
-
-
-@dataclass(frozen=True)
-class EnsembleConfig(ModelConfig):
-    """``members`` are store names of trained models; ``weights`` (optional) weigh their
-    probabilities. ``member_specs`` records each member's architecture and config once the
-    ensemble is built, so a saved ensemble is self-contained."""
-
-    members: tuple[str, ...] = DEFAULT_MEMBERS
-    weights: tuple[float, ...] | None = None
-    member_specs: tuple[dict, ...] = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.members:
-            raise ConfigError("an ensemble needs at least one member")
-        if self.weights is not None:
-            if len(self.weights) != len(self.members):
-                raise ConfigError(f"{len(self.weights)} weights for {len(self.members)} members")
-            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
-                raise ConfigError(f"weights must be >= 0 and not all 0, got {self.weights}")
-        if self.member_specs and len(self.member_specs) != len(self.members):
-            raise ConfigError(f"{len(self.member_specs)} member_specs for {len(self.members)} members")
+from cxrzoo_ensemble.config import EnsembleConfig
 
 
 class MissingMemberError(StoreError):
