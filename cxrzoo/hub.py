@@ -286,7 +286,6 @@ def pull(
     commit = snapshot.name if _COMMIT_SHA.fullmatch(snapshot.name) else None
     doc = _check_model(snapshot, where)
     weights_name = doc["weights"].get("file", WEIGHTS_NAME)
-    recorded = doc["weights"].get("sha256")
     with store.entry_lock_for(target_name), store.atomic_folder(target) as tmp:
         # Checked again under the lock: another process may have saved there meanwhile.
         if not force and _taken_by_other(target_name, repo_id):
