@@ -20,13 +20,16 @@ def _expected_labels(findings: str) -> list[int]:
 def test_reads_every_csv_flavour(make_kaggle_tree, csv):
     tree = make_kaggle_tree(csv=csv, bad=False)
     table = Nih14(tree.root).table()
-    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert list(table.columns) == [*TABLE_COLUMNS, *LABELS]
+    assert set(table["source"]) == {"nih14"}
     assert "Unnamed: 11" not in table.columns
     assert sorted(table["image"]) == sorted(tree.good)
     for row in table.itertuples(index=False):
         assert [getattr(row, label) for label in LABELS] == _expected_labels(tree.findings[row.image])
         assert row.list == tree.lists[row.image]
-    assert all(table[label].dtype == np.uint8 for label in LABELS)
+    # Labels are float (1 / 0 / NaN) for every source; NIH's are 0 or 1, never unknown.
+    assert all(table[label].dtype == np.float32 for label in LABELS)
+    assert table[list(LABELS)].isin([0.0, 1.0]).all().all()
     assert table["age"].dtype == np.float64 and table["age"].notna().all()
     assert set(table["sex"]) == {"M", "F"} and set(table["view"]) == {"PA", "AP"}
     assert table["patient"].map(type).eq(str).all()
