@@ -128,7 +128,7 @@ def parse_ages(
     :data:`MAX_AGE`, is reported under ``bad_value`` and set unknown.
     """
     text = text.astype(str).str.strip().reset_index(drop=True)
-    out = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)  # the common case, fast
+    out = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, copy=True)  # the common case
     other = np.flatnonzero(np.isnan(out) & (text != "").to_numpy())
     if len(other):
         parts = text.iloc[other].str.extract(r"^(\d+(?:\.\d+)?)\s*([YMWDymwd])$")
