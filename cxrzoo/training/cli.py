@@ -4,45 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any
 
 import click
 
+from cxrzoo.data.options import data_options, dataset_options
+
 #: Image size used on the synthetic phantoms when none is given: small enough for a CPU.
 SYNTHETIC_IMAGE_SIZE = 64
-
-
-def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that say which data to use, shared by train, crossval and evaluate."""
-    options = [
-        click.option(
-            "--data", type=click.Path(file_okay=False), help="NIH ChestX-ray14 folder (Kaggle layout)."
-        ),
-        click.option("--dataset", help="A registered dataset instead of --data (default: synthetic)."),
-        click.option("--synthetic-n", type=int, help="Number of synthetic phantoms (default 2000)."),
-        click.option(
-            "--fraction",
-            type=click.FloatRange(0, 1, min_open=True),
-            default=1.0,
-            show_default=True,
-            help="Share of train_val and of test to use, stratified by label.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def dataset_options(data: str | None, dataset: str | None, synthetic_n: int | None) -> dict[str, Any] | None:
-    if data and dataset:
-        raise click.UsageError("Give --data or --dataset, not both")
-    if synthetic_n is not None:
-        if data or (dataset and dataset != "synthetic"):
-            raise click.UsageError("--synthetic-n only applies to the synthetic dataset")
-        return {"n": synthetic_n}
-    return None
 
 
 def split_settings(
