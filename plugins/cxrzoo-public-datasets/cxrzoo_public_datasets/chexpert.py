@@ -34,7 +34,6 @@ import pandas as pd
 
 from cxrzoo.data.base import TRAIN_VAL, VAL, DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, parse_counts, read_csv_frame
-
 from cxrzoo_public_datasets._common import (
     UNCERTAIN_CHOICE,
     UNCERTAIN_OPTION,
