@@ -142,9 +142,7 @@ class DatasetSource:
         unknown = sorted(set(options) - set(self.options_defaults))
         if unknown:
             known = ", ".join(self.options_defaults) or "none"
-            raise DatasetOptionError(
-                f"{type(self).__name__} takes no option(s) {unknown}; options: {known}"
-            )
+            raise DatasetOptionError(f"{type(self).__name__} takes no option(s) {unknown}; options: {known}")
         for key, choices in self.option_choices.items():
             if key in options and options[key] not in choices:
                 raise DatasetOptionError(
@@ -203,7 +201,9 @@ class DatasetSource:
         """The dataset's folder, checked; a :class:`DatasetError` naming it otherwise."""
         root = self.root
         if root is None:
-            raise DatasetError(f"The {self.name} dataset needs its folder: {type(self).__name__}('/path/to/it')")
+            raise DatasetError(
+                f"The {self.name} dataset needs its folder: {type(self).__name__}('/path/to/it')"
+            )
         if not root.is_dir():
             raise DatasetError(f"Dataset folder {root} does not exist")
         return root
@@ -456,7 +456,9 @@ def open_dataset(
             k for k in options if not any(k in getattr(s, "options_defaults", {}) for s in sources)
         )
         if unused:
-            raise DatasetOptionError(f"No dataset among {', '.join(s.name for s in sources)} takes option(s) {unused}")
+            raise DatasetOptionError(
+                f"No dataset among {', '.join(s.name for s in sources)} takes option(s) {unused}"
+            )
         return CombinedSource(sources)
     if dataset is not None and not isinstance(dataset, str):
         names = list(dataset)

@@ -133,7 +133,9 @@ def _describe(key: str, item: Any, csv_name: str) -> str:
     if key == "unknown_label":
         return f"{prefix}{image}{line}: findings {item['labels']!r}"
     if "column" in item:
-        detail = f"{item['column']} = {item.get('value')!r}" + (f" ({item['reason']})" if item.get("reason") else "")
+        detail = f"{item['column']} = {item.get('value')!r}" + (
+            f" ({item['reason']})" if item.get("reason") else ""
+        )
     elif "count" in item:
         detail = f"{item.get('label')!r} in {item['count']} row(s)"
     else:
@@ -224,7 +226,9 @@ def list_counts(table: pd.DataFrame) -> dict[str, int]:
     return lists
 
 
-def combine_reports(keys: Sequence[str], reports: Sequence[CatalogReport], labels: Sequence[str]) -> CatalogReport:
+def combine_reports(
+    keys: Sequence[str], reports: Sequence[CatalogReport], labels: Sequence[str]
+) -> CatalogReport:
     """One report for several sources' catalogs: problems tagged with their source, one table.
 
     The table has the union of the labels (NaN where a source lacks one) and image and patient

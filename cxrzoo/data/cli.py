@@ -118,7 +118,9 @@ def catalog_cmd(
     strict: bool,
 ) -> None:
     """Locate every image of DATASET (folders or a dataset name) and report problems by name."""
-    report = _open(specs, data, dataset, synthetic_n).catalog(verify=verify, workers=workers, progress=_progress())
+    report = _open(specs, data, dataset, synthetic_n).catalog(
+        verify=verify, workers=workers, progress=_progress()
+    )
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -146,7 +146,12 @@ def parse_ages(
 
 
 def parse_counts(
-    text: pd.Series, image: pd.Series, rows: np.ndarray, problems: dict[str, list[Any]], path: Path, column: str
+    text: pd.Series,
+    image: pd.Series,
+    rows: np.ndarray,
+    problems: dict[str, list[Any]],
+    path: Path,
+    column: str,
 ) -> pd.Series:
     """Non-negative whole numbers (follow-up #); anything else is reported and set unknown."""
     numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce").to_numpy(dtype=np.float64)
@@ -156,6 +161,6 @@ def parse_counts(
             {"image": image.iat[i], "row": int(rows[i]), "file": str(path), "column": column,
              "value": text.iat[i], "reason": "expected a whole number >= 0; set unknown"}
         )  # fmt: skip
-    return pd.Series(pd.array(np.where(valid, numbers, 0).astype(np.int64), dtype="Int64")).where(valid, pd.NA)
-
-
+    return pd.Series(pd.array(np.where(valid, numbers, 0).astype(np.int64), dtype="Int64")).where(
+        valid, pd.NA
+    )

@@ -71,9 +71,13 @@ class Splits:
                 "no_finding": int((~(df[findings].to_numpy(dtype=np.float64) == 1.0).any(axis=1)).sum()),
             }
             if np.isnan(values).any():
-                splits[name]["unknown"] = {label: int(np.isnan(values[:, j]).sum()) for j, label in enumerate(labels)}
+                splits[name]["unknown"] = {
+                    label: int(np.isnan(values[:, j]).sum()) for j, label in enumerate(labels)
+                }
             if "source" in df.columns and df["source"].nunique() > 1:
-                splits[name]["sources"] = {str(k): int(v) for k, v in df["source"].value_counts(sort=False).items()}
+                splits[name]["sources"] = {
+                    str(k): int(v) for k, v in df["source"].value_counts(sort=False).items()
+                }
         return {
             "fraction": self.fraction,
             "seed": self.seed,
@@ -129,7 +133,9 @@ def make_splits(
             if shared:
                 notes.append(f"{len(shared)} patient(s) have images in both the train_val and the test list")
         else:
-            test_source = f"a patient-wise {test_fraction:g} of train_val (the data set publishes no test list)"
+            test_source = (
+                f"a patient-wise {test_fraction:g} of train_val (the data set publishes no test list)"
+            )
             notes.append(f"no official test list: test is a patient-wise {test_fraction:g} of train_val")
             n_test = math.ceil(test_fraction * len(train_val) - _EPS)
             train_val, test = split_by_patient(train_val, n_test, fallback_rng)
@@ -151,7 +157,9 @@ def make_splits(
         notes.append("validation is the data set's official validation list")
         shared = set(train["patient"]) & set(val["patient"])
         if shared:
-            notes.append(f"{len(shared)} patient(s) have images in both train_val and the official validation list")
+            notes.append(
+                f"{len(shared)} patient(s) have images in both train_val and the official validation list"
+            )
     else:
         n_val = math.ceil(val_fraction * len(train_val) - _EPS)
         train, val = split_by_patient(train_val, n_val, val_rng)
@@ -159,7 +167,9 @@ def make_splits(
             notes.append(f"validation has {len(val)} images, not {n_val}: patients cannot be divided exactly")
     return Splits(
         train=train.reset_index(drop=True),
-        val=val.sort_index().reset_index(drop=True) if official_val is not None else val.reset_index(drop=True),
+        val=val.sort_index().reset_index(drop=True)
+        if official_val is not None
+        else val.reset_index(drop=True),
         test=test.sort_index().reset_index(drop=True),
         fraction=fraction,
         seed=seed,
@@ -370,7 +380,9 @@ def class_distribution(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for name, df in splits.items():
         present = [c for c in labels if c in df]
         values = df[present].to_numpy(dtype=np.float64)
-        counts = pd.Series((values == 1.0).sum(axis=0), index=present, dtype=np.int64).reindex(labels, fill_value=0)
+        counts = pd.Series((values == 1.0).sum(axis=0), index=present, dtype=np.int64).reindex(
+            labels, fill_value=0
+        )
         if own_no_finding and NO_FINDING in df:
             counts[NO_FINDING] = int((df[NO_FINDING].to_numpy(dtype=np.float64) == 1.0).sum())
         else:

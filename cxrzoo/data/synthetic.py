@@ -850,7 +850,9 @@ def write_chexpert_layout(
     out = Path(out)
     _check_layout_args(out, n, size, images_per_patient, test_fraction)
     prev = resolve_prevalence(prevalence)
-    source_of = {j: _IDX[canonical(name)] for j, name in enumerate(CHEXPERT_LABELS) if canonical(name) in _IDX}
+    source_of = {
+        j: _IDX[canonical(name)] for j, name in enumerate(CHEXPERT_LABELS) if canonical(name) in _IDX
+    }
     test_patients = _test_patients(n, seed, test_fraction, images_per_patient)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

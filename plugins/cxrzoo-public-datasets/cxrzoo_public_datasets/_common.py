@@ -44,9 +44,7 @@ def header_has(path: Path, *columns: str) -> bool:
     return all(c in names for c in columns)
 
 
-def code_matrix(
-    frame: pd.DataFrame, columns: Sequence[str], uncertain: str
-) -> tuple[np.ndarray, pd.Series]:
+def code_matrix(frame: pd.DataFrame, columns: Sequence[str], uncertain: str) -> tuple[np.ndarray, pd.Series]:
     """CheXpert-style cells -> float ``[N, len(columns)]`` and, per row, the cells not understood.
 
     1.0 / 0.0 as they are, blank = NaN (not mentioned), -1.0 (uncertain) as ``uncertain`` says
@@ -92,7 +90,9 @@ def build_rows(
     def column(value: Any, default: Any, dtype: Any = object) -> pd.Series:
         if value is None:
             return pd.Series([default] * n, dtype=dtype)
-        return pd.Series(list(value) if not isinstance(value, (str, int, float)) else [value] * n, dtype=dtype)
+        return pd.Series(
+            list(value) if not isinstance(value, (str, int, float)) else [value] * n, dtype=dtype
+        )
 
     rows = pd.DataFrame(
         {
@@ -119,12 +119,16 @@ def build_rows(
 
 
 def normalise_sex(values: pd.Series) -> pd.Series:
-    """"M"/"F" for Male/Female/M/F (any case), "" for anything else (Unknown, O, blank)."""
+    """ "M"/"F" for Male/Female/M/F (any case), "" for anything else (Unknown, O, blank)."""
     text = values.astype(str).str.strip().str.upper()
-    return text.map(lambda s: "M" if s in ("M", "MALE") else ("F" if s in ("F", "FEMALE") else "")).astype(object)
+    return text.map(lambda s: "M" if s in ("M", "MALE") else ("F" if s in ("F", "FEMALE") else "")).astype(
+        object
+    )
 
 
-def dicom_headers(files: pd.DataFrame, tags: Sequence[str] = ("PatientID", "PatientAge", "PatientSex", "ViewPosition")) -> pd.DataFrame:
+def dicom_headers(
+    files: pd.DataFrame, tags: Sequence[str] = ("PatientID", "PatientAge", "PatientSex", "ViewPosition")
+) -> pd.DataFrame:
     """The DICOM header ``tags`` of each file in ``files`` (FILE_COLUMNS), read without pixels.
 
     Read in parallel threads; a file whose header does not parse gets empty values (the catalog
@@ -140,7 +144,16 @@ def dicom_headers(files: pd.DataFrame, tags: Sequence[str] = ("PatientID", "Pati
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(tags))
         except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, AttributeError):
             return [""] * len(tags)
-        return [str(getattr(ds, tag, "") or "").strip() for tag in tags]
+        out = []
+        for tag in tags:
+            # The raw bytes: public sets write values DICOM would not validate (age "51"), which
+            # are parsed here without a warning per file.
+            element = ds.get_item(tag) if tag in ds else None
+            value = getattr(element, "value", None) if element is not None else None
+            if isinstance(value, bytes):
+                value = value.decode("latin-1", errors="replace")
+            out.append(str(value or "").strip().strip("\x00").strip())
+        return out
 
     paths = files["path"].tolist()
     values: list[list[str]] = [[""] * len(tags)] * len(paths)
@@ -148,7 +161,9 @@ def dicom_headers(files: pd.DataFrame, tags: Sequence[str] = ("PatientID", "Pati
     workers = min(8, os.cpu_count() or 1)
     for i, result in threaded_map(read, [paths[i] for i in nonempty], workers=workers):
         values[nonempty[i]] = result
-    return pd.DataFrame(values, columns=list(tags), index=pd.Index(files["image"].tolist(), name="image"), dtype=object)
+    return pd.DataFrame(
+        values, columns=list(tags), index=pd.Index(files["image"].tolist(), name="image"), dtype=object
+    )
 
 
 def locate(root: Path, marker: str, *children: str) -> Path:

@@ -56,7 +56,11 @@ class TuberculosisSet(DatasetSource):
         problems: dict[str, list[Any]] = {}
         files = scan_tree(images, suffixes=(".png",), strip_suffix=True)
         readings = root / "ClinicalReadings"
-        texts = scan_tree(readings, suffixes=(".txt",), strip_suffix=True) if readings.is_dir() else files.iloc[:0]
+        texts = (
+            scan_tree(readings, suffixes=(".txt",), strip_suffix=True)
+            if readings.is_dir()
+            else files.iloc[:0]
+        )
         names = sorted(set(files["image"]) | set(texts["image"]))
         path_of = dict(zip(texts["image"], texts["path"], strict=True))
         pattern = re.compile(rf"^{re.escape(self.prefix)}_(\d+)_(\d)$")
@@ -91,11 +95,15 @@ class TuberculosisSet(DatasetSource):
             image=names,
             patient=patient,
             row=line,
-            age=parse_ages(pd.Series(age, dtype=object), ids, line, problems, readings, "age (ClinicalReadings)"),
+            age=parse_ages(
+                pd.Series(age, dtype=object), ids, line, problems, readings, "age (ClinicalReadings)"
+            ),
             sex=normalise_sex(pd.Series(sex, dtype=object)),
             view="PA",
             unknown=unknown,
             finding=np.where(unknown != "", unknown, ""),
             file=txt,
         )
-        return Inventory(rows=rows, files=files, metadata_file=str(readings), has_lists=False, problems=problems)
+        return Inventory(
+            rows=rows, files=files, metadata_file=str(readings), has_lists=False, problems=problems
+        )

@@ -84,7 +84,9 @@ class CheXpert(DatasetSource):
     def inventory(self) -> Inventory:
         root = locate(self._folder(), "train.csv", "CheXpert-v1.0-small", "CheXpert-v1.0")
         if not (root / "train.csv").is_file():
-            raise DatasetError(f"No CheXpert train.csv in {self.root} (expected CheXpert-v1.0-small/train.csv)")
+            raise DatasetError(
+                f"No CheXpert train.csv in {self.root} (expected CheXpert-v1.0-small/train.csv)"
+            )
         problems: dict[str, list[Any]] = {}
         parts = []
         for name, listed in CSV_FILES.items():

@@ -80,6 +80,7 @@ class Covid19(DatasetSource):
         frame, lines = read_csv_frame(path, problems, required=("patientid", "finding", "filename", "folder"))
         modality = frame["modality"].str.strip() if "modality" in frame else pd.Series(["X-ray"] * len(frame))
         xray = (modality.str.lower() == "x-ray").to_numpy()
+        skipped = frame["filename"].str.strip()[~xray].tolist()
         problems["skipped_row"] = [
             {"image": frame["filename"].iat[i], "row": int(lines[i]), "file": str(path),
              "reason": f"modality {modality.iat[i]!r}, not X-ray"}
@@ -98,6 +99,7 @@ class Covid19(DatasetSource):
                 matrix[i] = values
         image = frame["filename"].str.strip()
         files = scan_tree(root / "images", relative_to=None)
+        files = files.loc[~files["image"].isin(set(skipped))]  # CT slices share images/: not "without a row"
         rows = build_rows(
             self.label_names,
             matrix,

@@ -75,7 +75,10 @@ class MimicCxr(DatasetSource):
     name: ClassVar[str] = "mimic_cxr"
     labels: ClassVar[tuple[str, ...]] = canonical_labels(PUBLISHED_LABELS)
     options_defaults: ClassVar[dict[str, Any]] = {**UNCERTAIN_OPTION, "labeler": "chexpert"}
-    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {**UNCERTAIN_CHOICE, "labeler": ("chexpert", "negbio")}
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **UNCERTAIN_CHOICE,
+        "labeler": ("chexpert", "negbio"),
+    }
 
     @classmethod
     def detect(cls, root: Path) -> bool:
@@ -95,12 +98,16 @@ class MimicCxr(DatasetSource):
         meta["dicom_id"] = meta["dicom_id"].str.strip()
         labels_file = paths[self.options["labeler"]]
         assert labels_file is not None
-        labels, _ = read_csv_frame(labels_file, problems, required=("subject_id", "study_id", *PUBLISHED_LABELS))
+        labels, _ = read_csv_frame(
+            labels_file, problems, required=("subject_id", "study_id", *PUBLISHED_LABELS)
+        )
         matrix, unknown = code_matrix(labels, PUBLISHED_LABELS, self.options["uncertain"])
         key = labels["subject_id"].str.strip() + "/" + labels["study_id"].str.strip()
         first = ~key.duplicated().to_numpy()
         position = pd.Series(np.arange(len(labels))[first], index=key[first].to_numpy())
-        where = position.reindex((meta["subject_id"].str.strip() + "/" + meta["study_id"].str.strip()).to_numpy())
+        where = position.reindex(
+            (meta["subject_id"].str.strip() + "/" + meta["study_id"].str.strip()).to_numpy()
+        )
         found = where.notna().to_numpy()
         index = where.fillna(0).to_numpy(dtype=np.int64)
         values = np.where(found[:, None], matrix[index], np.nan)
@@ -108,7 +115,9 @@ class MimicCxr(DatasetSource):
         listed: list[Any] = [None] * len(meta)
         if paths["split"] is not None:
             split, _ = read_csv_frame(paths["split"], problems, required=("dicom_id", "split"))
-            by_id = pd.Series(split["split"].str.strip().map(SPLITS).to_numpy(), index=split["dicom_id"].str.strip())
+            by_id = pd.Series(
+                split["split"].str.strip().map(SPLITS).to_numpy(), index=split["dicom_id"].str.strip()
+            )
             by_id = by_id[~by_id.index.duplicated()]
             listed = by_id.reindex(meta["dicom_id"]).where(lambda s: s.notna(), None).tolist()
         rows = build_rows(

@@ -141,7 +141,9 @@ class PadChest(DatasetSource):
         if path is None:
             raise DatasetError(f"No {CSV_NAMES[0]} in {root}: not a PadChest folder")
         problems: dict[str, list[Any]] = {}
-        frame, lines = read_csv_frame(path, problems, required=("ImageID", "ImageDir", "PatientID", "Projection", "Labels"))
+        frame, lines = read_csv_frame(
+            path, problems, required=("ImageID", "ImageDir", "PatientID", "Projection", "Labels")
+        )
         n = len(frame)
         matrix = np.zeros((n, len(PUBLISHED_ORDER)), dtype=np.float32)
         position = {name: j for j, name in enumerate(PUBLISHED_ORDER)}
@@ -189,4 +191,6 @@ class PadChest(DatasetSource):
             finding=frame["Labels"],
         ).loc[keep]
         files = scan_tree(root, suffixes=(".png",))
+        excluded = set(image[~keep])
+        files = files.loc[~files["image"].isin(excluded)]
         return Inventory(rows=rows, files=files, metadata_file=str(path), has_lists=False, problems=problems)

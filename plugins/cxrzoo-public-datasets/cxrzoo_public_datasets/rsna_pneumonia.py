@@ -71,9 +71,12 @@ class RsnaPneumonia(DatasetSource):
         info = pd.Series(dtype=object)
         if (root / CLASS_CSV).is_file():
             classes, _ = read_csv_frame(root / CLASS_CSV, problems, required=("patientId", "class"))
-            info = classes.assign(patientId=classes["patientId"].str.strip()).drop_duplicates("patientId").set_index(
-                "patientId"
-            )["class"].str.strip()
+            info = (
+                classes.assign(patientId=classes["patientId"].str.strip())
+                .drop_duplicates("patientId")
+                .set_index("patientId")["class"]
+                .str.strip()
+            )
         cls = info.reindex(first.index)
         n = len(first)
         t = first["t"].to_numpy(dtype=np.float64)
@@ -99,7 +102,9 @@ class RsnaPneumonia(DatasetSource):
         if self.options["headers"] and len(files):
             headers = dicom_headers(files.drop_duplicates("image")).reindex(first.index).fillna("")
             view, sex = headers["ViewPosition"], normalise_sex(headers["PatientSex"])
-            age = parse_ages(headers["PatientAge"], images, first["line"].to_numpy(), problems, path, "PatientAge (DICOM)")
+            age = parse_ages(
+                headers["PatientAge"], images, first["line"].to_numpy(), problems, path, "PatientAge (DICOM)"
+            )
         rows = build_rows(
             self.label_names,
             matrix,

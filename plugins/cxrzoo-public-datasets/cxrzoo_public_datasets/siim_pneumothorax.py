@@ -68,7 +68,14 @@ class SiimPneumothorax(DatasetSource):
             headers = dicom_headers(files.drop_duplicates("image")).reindex(grouped.index).fillna("")
             patient = headers["PatientID"].where(headers["PatientID"] != "", images)
             view, sex = headers["ViewPosition"], normalise_sex(headers["PatientSex"])
-            age = parse_ages(headers["PatientAge"], images, grouped["line"].to_numpy(), problems, path, "PatientAge (DICOM)")
+            age = parse_ages(
+                headers["PatientAge"],
+                images,
+                grouped["line"].to_numpy(),
+                problems,
+                path,
+                "PatientAge (DICOM)",
+            )
         rows = build_rows(
             self.label_names,
             grouped["value"].to_numpy()[:, None],

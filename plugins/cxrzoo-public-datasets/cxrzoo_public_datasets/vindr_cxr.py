@@ -80,7 +80,10 @@ class VinDrCxr(DatasetSource):
     name: ClassVar[str] = "vindr_cxr"
     labels: ClassVar[tuple[str, ...]] = canonical_labels(PUBLISHED_LABELS)
     options_defaults: ClassVar[dict[str, Any]] = {"vote": "majority", "headers": True}
-    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"vote": ("majority", "any"), "headers": (True, False)}
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "vote": ("majority", "any"),
+        "headers": (True, False),
+    }
 
     @classmethod
     def detect(cls, root: Path) -> bool:
@@ -114,7 +117,9 @@ class VinDrCxr(DatasetSource):
         files = pd.concat(all_files, ignore_index=True)
         headers = None
         if self.options["headers"] and len(files):
-            headers = dicom_headers(files.drop_duplicates("image"), ("PatientAge", "PatientSex", "ViewPosition"))
+            headers = dicom_headers(
+                files.drop_duplicates("image"), ("PatientAge", "PatientSex", "ViewPosition")
+            )
         rows = []
         for (images, matrix, line, unknown), path, listed, _ in parts:
             index = pd.Index(images)
@@ -122,7 +127,9 @@ class VinDrCxr(DatasetSource):
             if headers is not None:
                 h = headers.reindex(index).fillna("")
                 view, sex = h["ViewPosition"], normalise_sex(h["PatientSex"])
-                age = parse_ages(h["PatientAge"], pd.Series(images), line, problems, path, "PatientAge (DICOM)")
+                age = parse_ages(
+                    h["PatientAge"], pd.Series(images), line, problems, path, "PatientAge (DICOM)"
+                )
             rows.append(
                 build_rows(
                     self.label_names,
