@@ -85,6 +85,7 @@ def load(name_or_path: str | os.PathLike[str], *, device: str = "cpu") -> ZooMod
     if text.startswith("hf://"):
         from cxrzoo import hub
 
-        folder = hub.pull(text[len("hf://") :])
+        # A read never replaces a different model of the same name in the store.
+        folder = hub.pull(text[len("hf://") :], on_conflict="rename")
         return store.load_folder(folder, device=device)
     return store.load_folder(store.resolve(name_or_path), device=device)

@@ -8,43 +8,12 @@ from typing import Any
 
 import click
 
+from cxrzoo.clickutil import ZooGroup
+
 KIND_CHOICES = ("model", "dataset", "transform", "metric", "all")
 
 
-class _Group(click.Group):
-    """Turns cxrzoo's own errors into one clear line and exit code 1, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _user_errors() as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors about the user's input or files: shown as one line, not a traceback."""
-    from cxrzoo.config import ConfigError
-    from cxrzoo.data.base import DatasetError
-    from cxrzoo.data.io import ImageReadError
-    from cxrzoo.registry import RegistryError
-    from cxrzoo.store import StoreError
-    from cxrzoo.training.checkpoint import CheckpointError
-    from cxrzoo.training.trainer import ResumeError
-    from cxrzoo.transforms import TransformError
-
-    return (
-        ConfigError,
-        DatasetError,
-        ImageReadError,
-        RegistryError,
-        StoreError,
-        CheckpointError,
-        ResumeError,
-        TransformError,
-    )
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cxrzoo")
 def main() -> None:
     """cxrzoo: a model zoo for the 14 findings of NIH ChestX-ray14.
@@ -76,23 +45,35 @@ def list_cmd(pattern: str | None, kind: str, trained: bool, as_json: bool) -> No
         names = [n for n in store.list_trained() if not pattern or fnmatch.fnmatchcase(n, pattern)]
         rows = []
         for name in names:
-            doc = store.read_config(store.model_path(name))
+            row: dict[str, Any] = {"name": name, "path": str(store.model_path(name))}
+            try:
+                doc = store.read_config(store.model_path(name))
+            except store.StoreError as exc:  # one broken entry must not hide the others
+                row.update(architecture=None, macro_auroc=None, split=None, error=str(exc))
+                rows.append(row)
+                continue
             metrics = doc.get("metrics") or {}
-            rows.append(
-                {
-                    "name": name,
-                    "architecture": doc["architecture"],
-                    "macro_auroc": metrics.get("macro_auroc"),
-                    "split": metrics.get("split"),
-                    "path": str(store.model_path(name)),
-                }
+            auc = metrics.get("macro_auroc")
+            row.update(
+                architecture=doc["architecture"],
+                macro_auroc=auc if isinstance(auc, int | float) else None,
+                split=metrics.get("split"),
             )
+            rows.append(row)
         if as_json:
             _echo_json(rows)
             return
         if not rows:
-            click.echo(f"No trained models in {store.models_dir()}. Train one with 'cxrzoo train MODEL'.")
+            if pattern and store.list_trained():
+                click.echo(
+                    f"No trained model matches {pattern!r}. Run 'cxrzoo list --trained' to see them all."
+                )
+            else:
+                click.echo(f"No trained models in {store.models_dir()}. Train one with 'cxrzoo train MODEL'.")
         for r in rows:
+            if r.get("error"):
+                click.echo(f"{r['name']:<28} {'(unreadable)':<22} {r['error']}")
+                continue
             auc = "-" if r["macro_auroc"] is None else f"{r['macro_auroc']:.3f} ({r['split']})"
             click.echo(f"{r['name']:<28} {r['architecture']:<22} macro AUROC {auc}")
         return
@@ -175,13 +156,6 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"    {i.error}")
 
 
-def _add_optional_commands() -> None:
-    try:
-        _add_commands()
-    except ImportError as exc:  # pragma: no cover - while modules are being written
-        print("cxrzoo: some commands unavailable:", exc, file=sys.stderr)
-
-
 def _add_commands() -> None:
     from cxrzoo.data.cli import data
 
@@ -200,7 +174,7 @@ def _add_commands() -> None:
         main.add_command(cmd)
 
 
-_add_optional_commands()
+_add_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

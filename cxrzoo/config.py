@@ -10,24 +10,64 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from cxrzoo.labels import LABELS
+from cxrzoo.errors import UserError
+from cxrzoo.labels import LABELS, canonical, in_vocabulary
 
 C = TypeVar("C", bound="ModelConfig")
 
-#: Default preprocessing: resize, then per-image standardisation (zero mean, unit variance).
-#: On real NIH images it scored better than CLAHE + fixed grey normalisation (the
-#: chest_xray_attention rows of benchmarks/results/nih_sample_64_ablation.md);
+#: Default preprocessing: crop the largest centred square, resize, then per-image
+#: standardisation (zero mean, unit variance). ``center_crop`` keeps the anatomy's aspect
+#: ratio on non-square radiographs (CheXpert, MIMIC-CXR, hospital DICOM) where ``resize``
+#: alone would stretch them; NIH images are square, so it leaves them untouched
+#: (``letterbox`` pads instead of cropping). Standardisation scored better on real NIH images
+#: than CLAHE + fixed grey normalisation (the chest_xray_attention rows of
+#: benchmarks/results/nih_sample_64_ablation.md);
 #: ``--set preprocessing=clahe,resize,scale,normalize_grey`` restores the CLAHE pipeline.
-DEFAULT_PREPROCESSING: tuple[str, ...] = ("resize", "scale", "standardize")
+DEFAULT_PREPROCESSING: tuple[str, ...] = ("center_crop", "resize", "scale", "standardize")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value or key that a model does not accept."""
+
+
+class Range(NamedTuple):
+    """Accepted values of a numeric field: ``low <= value <= high`` (``<`` where open)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return low_ok and high_ok
+
+    def describe(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+
+
+def check_fields(obj: Any, bounds: dict[str, Range], *, what: str) -> None:
+    """Every number of dataclass ``obj`` finite and inside its declared range."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{what} option {f.name}={v!r}: must be a finite number")
+            rng = bounds.get(f.name)
+            if rng is not None and not rng.contains(v):
+                raise ConfigError(f"{what} option {f.name}={v!r}: expected a value in {rng.describe()}")
 
 
 @dataclass(frozen=True)
@@ -46,15 +86,31 @@ class ModelConfig:
     preprocessing: tuple[str, ...] = DEFAULT_PREPROCESSING
     thresholds: tuple[float, ...] | None = None
 
+    #: Accepted ranges of numeric fields; a subclass extends it with ``{**ModelConfig.bounds, …}``.
+    bounds: ClassVar[dict[str, Range]] = {
+        "image_size": Range(16, 4096),
+        "thresholds": Range(0.0, 1.0),
+    }
+
     def __post_init__(self) -> None:
+        if not self.labels:
+            raise ConfigError("labels: a model needs at least one label")
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels contain duplicates: {list(self.labels)}")
+        for name in self.labels:
+            if not in_vocabulary(name):
+                known = canonical(name)
+                hint = (
+                    f" (the vocabulary spells it {known!r})"
+                    if known
+                    else "; see cxrzoo.labels.vocabulary(), or register it with cxrzoo.labels.register_finding"
+                )
+                raise ConfigError(f"labels: {name!r} is not a finding cxrzoo knows{hint}")
         if self.in_chans not in (1, 3):
             raise ConfigError(f"in_chans must be 1 or 3, got {self.in_chans}")
-        if self.image_size < 16:
-            raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
         if self.thresholds is not None and len(self.thresholds) != len(self.labels):
             raise ConfigError(f"thresholds has {len(self.thresholds)} values for {len(self.labels)} labels")
+        check_fields(self, type(self).bounds, what="model config")
 
     def for_data(self: C, label_prevalence: dict[str, float]) -> C:
         """The config to train with, given the training split's label prevalence.

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrzoo.errors import CxrzooError
 from cxrzoo.model import ZooModel
 
 
-class ExportError(RuntimeError):
+class ExportError(CxrzooError, RuntimeError):
     pass
 
 

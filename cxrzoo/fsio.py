@@ -69,8 +69,9 @@ def safe_join(root: str | os.PathLike[str], *parts: str) -> Path:
 
 # -- locks ----------------------------------------------------------------------------------
 def lock_path(target: str | os.PathLike[str]) -> Path:
+    """Where the lock of ``target`` lives: a hidden ``.locks`` folder beside it."""
     target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    return target.parent / ".locks" / f"{target.name}.lock"
 
 
 @contextmanager

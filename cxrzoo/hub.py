@@ -194,15 +194,37 @@ def repo_url(repo_id: str, revision: str | None = None) -> str:
 
 
 # -- pull -----------------------------------------------------------------------------------
-def pull(spec: str, *, name: str | None = None, token: str | None = None) -> Path:
+def pull(
+    spec: str,
+    *,
+    name: str | None = None,
+    token: str | None = None,
+    force: bool = False,
+    on_conflict: str = "refuse",
+) -> Path:
     """Download ``[hf://]org/repo[@revision]`` into the store and return its folder.
 
     ``revision`` is a branch, tag or commit sha (default: main). The store name defaults to
-    the repo's name (``my-lab/cxr-rare-disease`` -> ``cxr-rare-disease``); an existing entry of
-    that name is replaced only once the new one is complete and verified.
+    the repo's name (``my-lab/cxr-rare-disease`` -> ``cxr-rare-disease``). An entry of that
+    name that came from the same repo is updated once the new download is complete and
+    verified; any other model there (trained here, or pulled from another repo) is never
+    replaced unless ``force``: ``on_conflict="refuse"`` raises, ``"rename"`` stores the pull
+    under ``org--repo`` instead (what reads such as ``cxrzoo.load("hf://…")`` do).
     """
     repo_id, revision = parse_spec(spec)
-    target = store.model_path(name or repo_id.split("/")[1])
+    if name is not None:
+        store.check_name(name, what="store name")
+    target_name = name or repo_id.split("/")[1]
+    if not force and _taken_by_other(target_name, repo_id):
+        alternative = repo_id.replace("/", "--")
+        if on_conflict == "rename" and name is None and not _taken_by_other(alternative, repo_id):
+            target_name = alternative
+        else:
+            raise StoreConflictError(
+                f"The store already has a model {target_name!r} ({_describe_entry(target_name)}); pulling "
+                f"{repo_id} would replace it. Pull with --name OTHER_NAME, or --force to replace it"
+            )
+    target = store.model_path(target_name)
     where = _where(repo_id, revision)
     with _hub_errors("pull", repo_id, revision):
         snapshot = Path(_download(repo_id, revision, token=token))
@@ -210,7 +232,13 @@ def pull(spec: str, *, name: str | None = None, token: str | None = None) -> Pat
     doc = _check_model(snapshot, where)
     weights_name = doc["weights"].get("file", WEIGHTS_NAME)
     recorded = doc["weights"].get("sha256")
-    with store.atomic_folder(target) as tmp:
+    with store.entry_lock_for(target_name), store.atomic_folder(target) as tmp:
+        # Checked again under the lock: another process may have saved there meanwhile.
+        if not force and _taken_by_other(target_name, repo_id):
+            raise StoreConflictError(
+                f"The store entry {target_name!r} was just written by another process "
+                f"({_describe_entry(target_name)}); not replacing it"
+            )
         for fname in (CONFIG_NAME, weights_name, CARD_NAME):
             if (snapshot / fname).is_file():
                 shutil.copyfile(snapshot / fname, tmp / fname)
@@ -233,6 +261,36 @@ def pull(spec: str, *, name: str | None = None, token: str | None = None) -> Pat
         }
         (tmp / SOURCE_NAME).write_text(json.dumps(source, indent=2))
     return target
+
+
+class StoreConflictError(HubError):
+    """A pull that would replace a different model in the store."""
+
+    exit_code = 2
+
+
+def _entry_source(name: str) -> dict[str, Any] | None:
+    try:
+        doc = source(store.model_path(name))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else ({} if doc is not None else None)
+
+
+def _taken_by_other(name: str, repo_id: str) -> bool:
+    """Whether store entry ``name`` exists and is not a pull of ``repo_id``."""
+    folder = store.model_path(name)
+    if not folder.exists():
+        return False
+    origin = _entry_source(name)
+    return origin is None or origin.get("repo_id") != repo_id
+
+
+def _describe_entry(name: str) -> str:
+    origin = _entry_source(name)
+    if origin is None:
+        return "trained here"
+    return f"pulled from {origin.get('repo_id', 'an unknown repo')}" if origin else "of unknown origin"
 
 
 def source(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

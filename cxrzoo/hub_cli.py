@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from cxrzoo.store import StoreError
+from cxrzoo.clickutil import ZooCommand
 
 
-@click.command("push")
+@click.command("push", cls=ZooCommand)
 @click.argument("name")
 @click.argument("repo_id")
 @click.option("--revision", metavar="BRANCH", help="Branch to commit to (created if missing). Default: main.")
@@ -30,24 +30,22 @@ def push(
     """
     from cxrzoo import hub
 
-    try:
-        oid = hub.push(
-            name, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
-        )
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    oid = hub.push(
+        name, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
+    )
     click.echo(f"Pushed {name} to {repo_id}@{revision or hub.DEFAULT_REVISION}")
     click.echo(f"commit: {oid}")
     click.echo(f"url:    {hub.repo_url(repo_id, revision)}")
 
 
-@click.command("pull")
+@click.command("pull", cls=ZooCommand)
 @click.argument("spec", metavar="REPO_ID[@REVISION]")
 @click.option("--name", help="Store name. Default: the repo's name.")
 @click.option(
     "--token", metavar="TOKEN", help="Hub token for private repos. Default: $HF_TOKEN or the saved login."
 )
-def pull(spec: str, name: str | None, token: str | None) -> None:
+@click.option("--force", is_flag=True, help="Replace a different model of the same store name.")
+def pull(spec: str, name: str | None, token: str | None, force: bool) -> None:
     """Download a cxrzoo model from the Hub into the store.
 
     REVISION is a branch, tag or commit sha (default: main). The weights are checked against the
@@ -55,10 +53,7 @@ def pull(spec: str, name: str | None, token: str | None) -> None:
     """
     from cxrzoo import hub
 
-    try:
-        folder = hub.pull(spec, name=name, token=token)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    folder = hub.pull(spec, name=name, token=token, force=force)
     source = hub.source(folder) or {}
     click.echo(f"Pulled {spec} into {folder}")
     click.echo(f"commit: {source.get('commit') or 'unknown'}")

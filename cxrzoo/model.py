@@ -16,6 +16,23 @@ from cxrzoo.config import ModelConfig
 ImageLike = str | os.PathLike[str] | np.ndarray | torch.Tensor
 
 
+class TrainingContext:
+    """What :meth:`ZooModel.build_for_training` may ask of the core: train or load a model
+    by store name with the same data, recipe and device as the run that asked."""
+
+    def train(self, name: str) -> ZooModel:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def load(self, name: str) -> ZooModel:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def is_trained(self, name: str) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def echo(self, message: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 class ZooModel(nn.Module):
     """Base class of every cxrzoo model.
 
@@ -62,6 +79,39 @@ class ZooModel(nn.Module):
     def tiny_config(cls) -> ModelConfig:
         """A small, fast configuration for tests (the conformance suite builds this)."""
         return cls.config_class(image_size=32)
+
+    # -- hooks through which a model tells the core what it needs ------------------------
+    #: False for a model that is not trained by gradient descent itself (a composite such as
+    #: an ensemble): training then builds it with :meth:`build_for_training`, calibrates its
+    #: thresholds and saves it, without a training loop.
+    trains_itself: ClassVar[bool] = True
+
+    @classmethod
+    def build_for_training(cls, config: ModelConfig, context: TrainingContext) -> ZooModel:
+        """The model to train (or, when not :attr:`trains_itself`, to calibrate and save).
+
+        Work a model needs before training goes here: a composite trains the members the
+        store lacks with ``context.train(name)`` and loads them with ``context.load(name)``.
+        """
+        return cls(config)
+
+    def member_models(self) -> Sequence[ZooModel]:
+        """The models a composite combines, each predicting on its own preprocessing; empty
+        for a plain model. The inference layer predicts each member on its own input and
+        merges their probabilities with :meth:`combine_members`."""
+        return ()
+
+    def combine_members(self, probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Merge member probabilities ``[B, labels]`` (one per :meth:`member_models`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no members to combine")
+
+    def rare_findings(self) -> tuple[str, ...]:
+        """Findings this model treats as rare (reported as a group by evaluation); none by default."""
+        return ()
+
+    def card_facts(self) -> dict[str, str]:
+        """Extra ``{heading: markdown}`` sections for the model card (members, heads …)."""
+        return {}
 
     # -- shared behaviour ---------------------------------------------------------------
     @property

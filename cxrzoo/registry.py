@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from cxrzoo.errors import UserError
+
 T = TypeVar("T")
 
 KINDS = ("model", "dataset", "transform", "metric")
 
 
-class RegistryError(LookupError):
+class RegistryError(UserError, LookupError):
     """A name that is unknown, or registered twice."""
 
 

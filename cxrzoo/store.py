@@ -16,16 +16,17 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from cxrzoo.errors import DataError, UserError
+from cxrzoo.fsio import atomic_folder, atomic_write_bytes, check_name, entry_lock, safe_join
 
 WEIGHTS_NAME = "model.safetensors"
 # Metadata that describes where a loaded model lives, not the model: never saved.
@@ -34,14 +35,23 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 FORMAT = "cxrzoo-model"
 FORMAT_VERSION = 1
+#: Keys of config.json covered by ``config_sha256``: everything that decides what the model
+#: computes and what its outputs mean (labels, thresholds, preprocessing, weights' digest).
+SEALED_KEYS = ("format", "format_version", "architecture", "config", "weights")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ARCHITECTURE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class StoreError(RuntimeError):
+class StoreError(DataError, RuntimeError):
     """A model folder that is missing, malformed, or does not match its weights."""
 
 
 class IntegrityError(StoreError):
-    """Weights whose sha256 differs from the one recorded in config.json."""
+    """Weights or config whose sha256 differs from the one recorded in config.json."""
+
+
+class ModelNotFoundError(UserError, StoreError):
+    """A store name with no trained model behind it."""
 
 
 def home() -> Path:
@@ -54,9 +64,18 @@ def models_dir() -> Path:
 
 
 def model_path(name: str) -> Path:
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise StoreError(f"Invalid store name {name!r}: use letters, digits, '-', '_' and '.'")
-    return models_dir() / name
+    """The store folder of ``name``; refuses a name that is not a plain entry name."""
+    return safe_join(models_dir(), check_name(name, what="store name"))
+
+
+def run_path(name: str) -> Path:
+    """The folder of training run ``name`` (checkpoints, log) under ``$CXRZOO_HOME/runs``."""
+    return safe_join(home() / "runs", check_name(name, what="run name"))
+
+
+def entry_lock_for(name: str, *, wait: float | None = 0):
+    """The lock of store entry ``name``: held by whoever trains, saves or pulls into it."""
+    return entry_lock(model_path(name), wait=wait, what=f"Store entry {name!r}")
 
 
 def list_trained() -> list[str]:
@@ -64,9 +83,11 @@ def list_trained() -> list[str]:
     root = models_dir()
     if not root.is_dir():
         return []
-    return sorted(
-        p.name for p in root.iterdir() if not p.name.startswith(".") and (p / CONFIG_NAME).is_file()
-    )
+    try:
+        entries = list(root.iterdir())
+    except OSError as exc:
+        raise StoreError(f"Cannot read the store {root}: {exc.strerror or exc}") from None
+    return sorted(p.name for p in entries if not p.name.startswith(".") and (p / CONFIG_NAME).is_file())
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -89,47 +110,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
-@contextmanager
-def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success it replaces ``target``.
-
-    On error the temporary folder is removed and ``target`` is left as it was.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        for f in tmp.iterdir():
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def config_digest(doc: dict[str, Any]) -> str:
+    """sha256 of the sealed keys of a config.json document, in canonical JSON."""
+    sealed = {k: doc.get(k) for k in SEALED_KEYS}
+    text = json.dumps(sealed, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def seal(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with ``config_sha256`` recorded; call after any change to a sealed key."""
+    doc["config_sha256"] = config_digest(doc)
+    return doc
 
 
 def state_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -154,12 +145,19 @@ def write_model_files(model: Any, folder: Path, *, card: bool = True) -> dict[st
         "versions": _versions(),
         "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    (folder / CONFIG_NAME).write_text(json.dumps(config_doc, indent=2, default=_json_default))
+    # Round-trip through JSON first so the digest covers exactly what is written.
+    config_doc = seal(json.loads(json.dumps(config_doc, default=_json_default)))
+    write_config(folder, config_doc)
     if card:
         from cxrzoo.cards import render_card
 
         (folder / CARD_NAME).write_text(render_card(model, config_doc))
     return config_doc
+
+
+def write_config(folder: str | os.PathLike[str], doc: dict[str, Any]) -> None:
+    """Write config.json atomically (used after metadata updates such as held-out metrics)."""
+    atomic_write_bytes(Path(folder) / CONFIG_NAME, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def _json_default(value: Any) -> Any:
@@ -183,51 +181,161 @@ def save_folder(model: Any, folder: str | os.PathLike[str], *, card: bool = True
     return folder
 
 
-def save(model: Any, name: str | None = None, *, extra_files: dict[str, bytes] | None = None) -> Path:
-    """Save ``model`` into the store under ``name`` (default: its architecture)."""
-    name = name or model.architecture
+def save(
+    model: Any,
+    name: str | None = None,
+    *,
+    extra_files: dict[str, bytes] | None = None,
+    locked: bool = False,
+) -> Path:
+    """Save ``model`` into the store under ``name`` (default: its architecture).
+
+    Takes the entry's lock unless the caller holds it already (``locked=True``): a second
+    writer of the same name fails with :class:`~cxrzoo.errors.LockedError` instead of racing.
+    """
+    name = model.architecture if name is None else name
     target = model_path(name)
+    for fname in extra_files or {}:
+        check_name(fname, what="file name")
+    if locked:
+        _save_into(model, target, extra_files)
+    else:
+        with entry_lock_for(name):
+            _save_into(model, target, extra_files)
+    return target
+
+
+def _save_into(model: Any, target: Path, extra_files: dict[str, bytes] | None) -> None:
     with atomic_folder(target) as tmp:
         write_model_files(model, tmp)
         for fname, data in (extra_files or {}).items():
             (tmp / fname).write_bytes(data)
-    return target
 
 
-def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+def read_config(folder: str | os.PathLike[str], *, check: bool = True) -> dict[str, Any]:
+    """config.json of a model folder, its structure validated and its digest verified.
+
+    ``check=False`` skips the digest (for tools that inspect a damaged folder).
+    """
     folder = Path(folder)
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise StoreError(f"{folder} is not a cxrzoo model folder: {CONFIG_NAME} is missing")
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoreError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise StoreError(f'{path}: not a cxrzoo model config (no "format": "{FORMAT}")')
-    if doc.get("format_version", 0) > FORMAT_VERSION:
-        raise StoreError(
-            f"{path}: written by a newer cxrzoo (format {doc['format_version']}); upgrade cxrzoo"
-        )
-    for key in ("architecture", "config", "weights"):
-        if key not in doc:
-            raise StoreError(f"{path}: missing key {key!r}")
+    except OSError as exc:
+        raise StoreError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    validate_config_doc(doc, where=str(path), check_digest=check)
     return doc
 
 
+def _bad(where: str, what: str) -> StoreError:
+    return StoreError(f"{where}: {what}")
+
+
+def validate_config_doc(doc: Any, *, where: str = CONFIG_NAME, check_digest: bool = True) -> None:
+    """Refuse a config.json whose structure or values do not make sense, or that was changed.
+
+    Checks the keys and their types, the architecture and weights file names (plain names:
+    nothing joined to a path may leave the folder), the weights' sha256 format and, last, the
+    ``config_sha256`` digest over :data:`SEALED_KEYS`. The meaning of the model config itself
+    (labels in the vocabulary, thresholds in [0, 1] …) is checked when the config class is
+    built from it (:func:`build_from_config`).
+    """
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise _bad(where, f'not a cxrzoo model config (no "format": "{FORMAT}")')
+    version = doc.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _bad(where, f"format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise _bad(where, f"written by a newer cxrzoo (format {version}); upgrade cxrzoo")
+    for key, kind in (("architecture", str), ("config", dict), ("weights", dict)):
+        if key not in doc:
+            raise _bad(where, f"missing key {key!r}")
+        if not isinstance(doc[key], kind):
+            raise _bad(
+                where, f"{key!r} must be {'text' if kind is str else 'an object'}, got {doc[key]!r:.80}"
+            )
+    arch = doc["architecture"]
+    if not _ARCHITECTURE.fullmatch(arch) or ".." in arch:
+        raise _bad(where, f"architecture {arch!r:.80} is not a registered model name")
+    weights = doc["weights"]
+    file = weights.get("file", WEIGHTS_NAME)
+    if (
+        not isinstance(file, str)
+        or Path(file).name != file
+        or not file.endswith(".safetensors")
+        or file.startswith(".")
+    ):
+        raise _bad(
+            where,
+            f"weights.file must be a safetensors file name beside {CONFIG_NAME}, got {file!r:.80} "
+            f"(only safetensors weights are loaded, never pickles)",
+        )
+    sha = weights.get("sha256")
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise IntegrityError(f"{where} records no valid sha256 for {file} (got {sha!r:.80})")
+    params = weights.get("parameters")
+    if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
+        raise _bad(where, f"weights.parameters must be a non-negative integer, got {params!r:.80}")
+    for key in ("metrics", "training", "calibration"):
+        if key in doc and doc[key] is not None and not isinstance(doc[key], dict):
+            raise _bad(where, f"{key!r} must be an object, got {doc[key]!r:.80}")
+    if check_digest:
+        recorded = doc.get("config_sha256")
+        if not isinstance(recorded, str) or not _SHA256.fullmatch(recorded):
+            raise IntegrityError(
+                f"{where} records no config_sha256; it was not saved by cxrzoo {FORMAT_VERSION}.x or was "
+                f"edited. Refusing to load it"
+            )
+        actual = config_digest(doc)
+        if actual != recorded:
+            raise IntegrityError(
+                f"{where}: the model's config (architecture, labels, thresholds, preprocessing or weights "
+                f"entry) was changed after saving: config_sha256 {actual[:12]}… does not match "
+                f"{recorded[:12]}… recorded. Refusing to load it"
+            )
+
+
+def verify_weights(path: str | os.PathLike[str], recorded: str, *, action: str = "load") -> str:
+    """sha256 of the weights at ``path``; :class:`IntegrityError` unless it is ``recorded``."""
+    actual = sha256_file(path)
+    if actual != recorded:
+        raise IntegrityError(
+            f"{path}: sha256 {actual[:12]}… does not match {str(recorded)[:12]}… recorded in "
+            f"{CONFIG_NAME}; the file was changed or corrupted. Refusing to {action} it."
+        )
+    return actual
+
+
 def build_from_config(doc: dict[str, Any], *, source: str = "config.json") -> Any:
-    """An untrained model as described by a config.json document."""
+    """An untrained model as described by a config.json document.
+
+    Never downloads backbone weights: the stored weights replace them anyway, so a config
+    saved with ``pretrained: true`` is built with ``pretrained=False``.
+    """
+    from cxrzoo.config import ConfigError
     from cxrzoo.plugins import models
 
     cls = models.get(doc["architecture"])
-    config = cls.config_class.from_dict(doc["config"], source=source)
+    values = dict(doc["config"])
+    if values.get("pretrained") is True:
+        values["pretrained"] = False
+    try:
+        config = cls.config_class.from_dict(values, source=source)
+    except ConfigError as exc:
+        raise StoreError(str(exc) if source in str(exc) else f"{source}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{source}: config does not fit {cls.__name__}: {exc}") from None
     model = cls(config)
     model.architecture = doc["architecture"]
     return model
 
 
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load ``state`` into ``model``; any missing, extra or mis-shaped tensor is an error."""
+    """Load ``state`` into ``model``: same tensor names, shapes and dtypes; finite values."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -237,11 +345,18 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *,
     if extra:
         problems.append(f"unexpected tensor(s) {extra[:5]}" + (" ..." if len(extra) > 5 else ""))
     for key in sorted(set(expected) & set(state)):
-        if tuple(expected[key].shape) != tuple(state[key].shape):
+        want, got = expected[key], state[key]
+        if tuple(want.shape) != tuple(got.shape):
             problems.append(
-                f"tensor {key!r} has shape {tuple(state[key].shape)} in the weights but "
-                f"{tuple(expected[key].shape)} in the model built from the config"
+                f"tensor {key!r} has shape {tuple(got.shape)} in the weights but "
+                f"{tuple(want.shape)} in the model built from the config"
             )
+        elif want.dtype != got.dtype:
+            problems.append(f"tensor {key!r} is {got.dtype} in the weights but {want.dtype} in the model")
+        elif got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            problems.append(f"tensor {key!r} holds NaN or infinite values")
+        if len(problems) >= 5:
+            break
     if problems:
         raise StoreError(f"{source} does not match its config: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
@@ -252,22 +367,12 @@ def load_folder(
 ) -> Any:
     """Rebuild a model from a folder: config first, then the weights, strictly."""
     folder = Path(folder)
-    doc = read_config(folder)
+    doc = read_config(folder, check=verify)
     weights = folder / doc["weights"].get("file", WEIGHTS_NAME)
     if not weights.is_file():
         raise StoreError(f"{folder}: weights file {weights.name} is missing")
-    if weights.suffix != ".safetensors":
-        raise StoreError(f"{weights}: only safetensors weights are loaded, never pickles")
     if verify:
-        recorded = doc["weights"].get("sha256")
-        if not recorded:
-            raise IntegrityError(f"{folder / CONFIG_NAME} records no sha256 for {weights.name}")
-        actual = sha256_file(weights)
-        if actual != recorded:
-            raise IntegrityError(
-                f"{weights}: sha256 {actual[:12]}… does not match {recorded[:12]}… recorded in "
-                f"{CONFIG_NAME}; the file was changed or corrupted. Refusing to load it."
-            )
+        verify_weights(weights, doc["weights"]["sha256"])
     model = build_from_config(doc, source=str(folder / CONFIG_NAME))
     try:
         state = load_file(str(weights), device="cpu")
@@ -277,11 +382,24 @@ def load_folder(
     model.metadata = {
         k: v
         for k, v in doc.items()
-        if k not in {"format", "format_version", "architecture", "config", "weights", "versions", "saved"}
+        if k
+        not in {
+            "format",
+            "format_version",
+            "architecture",
+            "config",
+            "weights",
+            "versions",
+            "saved",
+            "config_sha256",
+        }
     }
     source_file = folder / "source.json"
     if source_file.is_file():
-        model.metadata["source"] = json.loads(source_file.read_text())
+        try:
+            model.metadata["source"] = json.loads(source_file.read_text())
+        except (OSError, ValueError):
+            model.metadata["source"] = {"error": "source.json unreadable"}
     model.metadata["folder"] = str(folder)
     model.metadata.setdefault("name", folder.name)
     return model.to(device).eval()
@@ -293,7 +411,7 @@ def resolve(name_or_folder: str | os.PathLike[str]) -> Path:
     path = Path(text).expanduser()
     if path.is_dir() and (path / CONFIG_NAME).is_file():
         return path
-    if os.sep not in text and "/" not in text and not text.startswith("."):
+    if os.sep not in text and "/" not in text and not text.startswith(".") and text.strip():
         candidate = model_path(text)
         if (candidate / CONFIG_NAME).is_file():
             return candidate
@@ -310,11 +428,12 @@ def resolve(name_or_folder: str | os.PathLike[str]) -> Path:
         msg += f" Train it with 'cxrzoo train {text}' or pull one with 'cxrzoo pull REPO_ID'."
     else:
         msg += " Run 'cxrzoo list --trained' to see the trained models."
-    raise StoreError(msg)
+    raise ModelNotFoundError(msg)
 
 
 def remove(name: str) -> None:
     path = model_path(name)
     if not path.exists():
-        raise StoreError(f"No trained model {name!r} in the store ({models_dir()})")
-    shutil.rmtree(path)
+        raise ModelNotFoundError(f"No trained model {name!r} in the store ({models_dir()})")
+    with entry_lock_for(name):
+        shutil.rmtree(path)

@@ -124,7 +124,7 @@ def test_card_of_an_evaluated_model_passes_huggingface_hub_parsing() -> None:
     assert sha in body
     assert "seed `42`" in body and "| optimizer | `adamw` |" in body
     assert "| val | 2,000 | 600 |" in body and "| test | 2,500 | – |" in body
-    assert "1. `resize`" in body and "to 32 x 32 px" in body and "`standardize`" in body
+    assert "1. `center_crop`" in body and "2. `resize`: to 32 x 32 px" in body and "`standardize`" in body
     assert "maximise f1 on the val split" in body
     assert "not a medical device" in body
     assert "wang2017chestxray8" in body

@@ -131,7 +131,7 @@ def test_cli_long_problem_lists_are_truncated(make_kaggle_tree):
 )
 def test_cli_errors_are_one_line(tmp_path, args):
     result = CliRunner().invoke(data, [a.format(tmp=tmp_path) for a in args])
-    assert result.exit_code == 3  # DataError: a folder that is missing or in no known layout
+    assert result.exit_code == 3  # a data error (2 is for a bad command line)
     assert "Traceback" not in result.output
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
 

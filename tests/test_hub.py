@@ -71,7 +71,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def store_entries() -> list[str]:
     root = store.models_dir()
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    return sorted(p.name for p in root.iterdir() if p.name != ".locks") if root.is_dir() else []
 
 
 def predictions(model: cxrzoo.ZooModel, seed: int = 123) -> torch.Tensor:
@@ -223,7 +223,7 @@ def test_tampered_weights_are_refused_and_the_store_is_unchanged(hub_server: Fak
     hub_server.tamper(REPO, "model.safetensors", stored[:-8] + bytes(8))
 
     with pytest.raises(HubIntegrityError, match="sha256") as info:
-        hub.pull(REPO, name="victim")
+        hub.pull(REPO, name="victim", force=True)
 
     assert isinstance(info.value, IntegrityError) and isinstance(info.value, HubError)
     assert "\n" not in str(info.value)
@@ -234,12 +234,13 @@ def test_tampered_weights_are_refused_and_the_store_is_unchanged(hub_server: Fak
 
 # -- failures -------------------------------------------------------------------------------
 def _failing_pull(spec: str, **kwargs: str) -> HubError:
-    """Pull ``spec`` over an existing store entry; check it fails cleanly and return the error."""
+    """Pull ``spec`` over an existing store entry (``force``: allowed to replace it); check it
+    fails cleanly, leaving that entry as it was, and return the error."""
     existing = save_tiny("victim", seed=9)
     before, entries = snapshot(existing), store_entries()
     start = time.monotonic()
     with pytest.raises(HubError) as info:
-        hub.pull(spec, name="victim", **kwargs)
+        hub.pull(spec, name="victim", force=True, **kwargs)
     assert time.monotonic() - start < 10
     message = str(info.value)
     assert "\n" not in message and message.strip() == message
@@ -301,7 +302,7 @@ def test_pull_refuses_a_weights_path_outside_the_repo(hub_server: FakeHub) -> No
     config["weights"]["file"] = "../escape.safetensors"
     hub_server.commit_files("someone/sneaky", {"config.json": json.dumps(config).encode()})
     error = _failing_pull("someone/sneaky")
-    assert "only a safetensors file beside config.json" in str(error)
+    assert "must be a safetensors file name beside config.json" in str(error)
     assert not (store.models_dir() / "escape.safetensors").exists()
 
 

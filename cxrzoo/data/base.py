@@ -54,7 +54,7 @@ ROW_TRAILER: tuple[str, ...] = (
 #: Columns of :attr:`Inventory.files`.
 FILE_COLUMNS: tuple[str, ...] = ("image", "path", "size", "mtime_ns")
 #: File name endings taken for images when folders are scanned.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 #: Values of the ``list`` column.
 TRAIN_VAL, VAL, TEST = "train_val", "val", "test"
 LIST_VALUES: tuple[str, ...] = (TRAIN_VAL, VAL, TEST)

@@ -7,7 +7,10 @@ preprocessing's image steps and the data (image folders, and each image's name, 
 modification time), so a change of either builds a new cache.
 
 A cache is built in a temporary folder beside its target and renamed only when complete, so an
-interrupted build never leaves a cache that looks whole.
+interrupted build never leaves a cache that looks whole. Builds of one key are serialised by a
+lock (concurrent builders wait, then reuse the first one's cache); a builder removes the
+temporaries that killed builds left behind, and checks and reserves the disk space the cache
+needs before writing it, so a full disk is one clear error rather than a SIGBUS.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import pandas as pd
 
 from cxrzoo.data.catalog import classify_failure, threaded_map
 from cxrzoo.data.io import ImageReadError, read_image
-from cxrzoo.store import atomic_folder, home
+from cxrzoo.errors import DataError
+from cxrzoo.fsio import STALE_SECONDS, atomic_folder, clean_stale_temporaries, entry_lock
+from cxrzoo.store import home
 from cxrzoo.transforms.base import Preprocessing
 
 FORMAT = "cxrzoo-image-cache"
@@ -35,7 +40,7 @@ IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.json"
 
 
-class CacheError(RuntimeError):
+class CacheError(DataError, RuntimeError):
     """A cache folder that is missing, incomplete or inconsistent."""
 
 
@@ -151,13 +156,30 @@ class ImageCache:
             index = json.loads(index_file.read_text())
         except (OSError, ValueError) as exc:
             raise CacheError(f"{index_file}: unreadable cache index ({exc})") from None
-        if index.get("format") != FORMAT or index.get("format_version") != FORMAT_VERSION:
+        if (
+            not isinstance(index, dict)
+            or index.get("format") != FORMAT
+            or index.get("format_version") != FORMAT_VERSION
+        ):
             raise CacheError(f"{index_file}: not a cxrzoo image cache of version {FORMAT_VERSION}")
-        shape = tuple(index["shape"])
-        if shape[0] == 0:
-            images: np.ndarray = np.zeros(shape, dtype=np.uint8)
-        else:
-            images = np.load(images_file, mmap_mode="r")
+        shape_value, names = index.get("shape"), index.get("names")
+        if (
+            not isinstance(shape_value, list)
+            or len(shape_value) != 3
+            or not all(isinstance(v, int) and v >= 0 for v in shape_value)
+            or not isinstance(names, list)
+            or not isinstance(index.get("failed", {}), dict)
+            or not isinstance(index.get("key"), str)
+        ):
+            raise CacheError(f"{index_file}: malformed cache index; delete {folder} to rebuild it")
+        shape = tuple(shape_value)
+        try:
+            if shape[0] == 0:
+                images: np.ndarray = np.zeros(shape, dtype=np.uint8)
+            else:
+                images = np.load(images_file, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"{images_file}: unreadable ({exc})") from None
         if images.shape != shape or images.dtype != np.uint8 or len(index["names"]) != shape[0]:
             raise CacheError(f"{folder}: images.npy does not match its index; delete the folder to rebuild")
         return cls(folder, index, images)
@@ -199,13 +221,43 @@ def build_cache(
     """
     names, paths, stats = _file_identity(table)
     key = _key(preprocessing, names, paths, stats)
-    folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / key
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / key
     if not rebuild:
         try:
             return ImageCache.open(folder)
         except CacheError:
             pass
+    # One builder per key: the others wait here, then find its cache complete.
+    with entry_lock(folder, wait=None, what=f"Image cache {key}"):
+        if not rebuild:
+            try:
+                return ImageCache.open(folder)
+            except CacheError:
+                pass
+        # Under the lock every temporary of this key belongs to a build that died; those of
+        # other keys are removed once they are old enough to be surely abandoned.
+        clean_stale_temporaries(root, key, age=0)
+        _clean_old_temporaries(root)
+        return _build_locked(folder, key, names, paths, preprocessing, workers=workers, progress=progress)
 
+
+def _clean_old_temporaries(root: Path) -> None:
+    for tmp in root.glob(".*.tmp-*"):
+        name = tmp.name[1:].split(".tmp-")[0]
+        clean_stale_temporaries(root, name, age=STALE_SECONDS)
+
+
+def _build_locked(
+    folder: Path,
+    key: str,
+    names: list[str],
+    paths: list[str],
+    preprocessing: Preprocessing,
+    *,
+    workers: int | None,
+    progress: bool,
+) -> ImageCache:
     size = preprocessing.image_size
     start = time.perf_counter()
     with atomic_folder(folder) as tmp:
@@ -260,7 +312,8 @@ def _write_images(
     if not names:  # an empty file cannot be memory-mapped
         np.save(target, np.zeros(shape, dtype=np.uint8))
         return {}
-    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
+    _reserve(target, shape)
+    out = np.lib.format.open_memmap(target, mode="r+")
 
     def process(i: int) -> str | None:
         try:
@@ -284,9 +337,8 @@ def _compact(target: Path, kept: list[int]) -> None:
     """Rewrite ``target`` without the rows of failed images."""
     full = np.load(target, mmap_mode="r")
     compact_file = target.with_name("images.compact.npy")
-    compact = np.lib.format.open_memmap(
-        compact_file, mode="w+", dtype=np.uint8, shape=(len(kept), *full.shape[1:])
-    )
+    _reserve(compact_file, (len(kept), *full.shape[1:]))
+    compact = np.lib.format.open_memmap(compact_file, mode="r+")
     step = 1024
     for start in range(0, len(kept), step):
         rows = kept[start : start + step]
@@ -294,3 +346,39 @@ def _compact(target: Path, kept: list[int]) -> None:
     compact.flush()
     del compact, full
     os.replace(compact_file, target)
+
+
+def _reserve(target: Path, shape: tuple[int, ...]) -> None:
+    """Create the ``.npy`` file ``target`` of ``shape`` uint8 with all its blocks allocated.
+
+    Writing through a memory map into a file whose blocks the disk cannot supply kills the
+    process with SIGBUS; allocating first turns a full disk into this clear error instead.
+    """
+    import shutil
+
+    header = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
+    offset = header.offset
+    del header
+    needed = offset + int(np.prod(shape))
+    free = shutil.disk_usage(target.parent).free
+    try:
+        fd = os.open(target, os.O_RDWR)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, needed)
+            elif free < needed:
+                raise OSError(28, "No space left on device")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (28, 122):  # ENOSPC, EDQUOT
+            raise CacheError(
+                f"Not enough disk space for the image cache in {target.parent.parent}: it needs "
+                f"{_mib(needed)} and {_mib(free)} is free. Free some space, or point CXRZOO_HOME "
+                f"at a larger disk"
+            ) from None
+        raise
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"

@@ -10,39 +10,11 @@ from typing import Any
 
 import click
 
+from cxrzoo.clickutil import ZooGroup
 from cxrzoo.data.options import data_options
 
 
-class _DataGroup(click.Group):
-    """Turns dataset errors into one clear line on stderr, never a traceback.
-
-    cxrzoo's own errors exit with their class's code (2 for a bad option or name, 3 for data
-    that is not as expected); other known errors with 1.
-    """
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from cxrzoo.data.io import ImageReadError
-        from cxrzoo.errors import CxrzooError, one_line
-        from cxrzoo.registry import RegistryError
-        from cxrzoo.transforms.base import TransformError
-
-        try:
-            return super().invoke(ctx)
-        except CxrzooError as exc:
-            error = click.ClickException(one_line(exc))
-            error.exit_code = exc.exit_code
-            raise error from None
-        except (ImageReadError, RegistryError, TransformError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:
-            from cxrzoo.data.cache import CacheError
-
-            if isinstance(exc, CacheError):
-                raise click.ClickException(str(exc)) from None
-            raise
-
-
-@click.group("data", cls=_DataGroup)
+@click.group("data", cls=ZooGroup)
 def data() -> None:
     """Datasets: catalog and verify images, sample and split, synthesise, build the preprocessing cache.
 

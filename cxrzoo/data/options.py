@@ -24,6 +24,28 @@ import click
 _META_KEY = "cxrzoo.data_options"
 
 
+class _Fraction(click.ParamType):
+    """A share in (0, 1]: NaN and infinities are refused, which FloatRange lets through."""
+
+    name = "fraction"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not 0 < number <= 1:
+            self.fail(f"{value!r} is not in (0, 1]", param, ctx)
+        return number
+
+
+FRACTION = _Fraction()
+#: Seeds numpy and torch both accept.
+SEED = click.IntRange(0, 2**32 - 1)
+
+
 def _one_or_many(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
     values = [v for v in value if v]
     if not values:
@@ -88,18 +110,20 @@ def data_options(func: Callable[..., Any] | None = None, *, sampling: bool = Tru
             metavar="KEY=VALUE",
             help="Dataset option, e.g. uncertain=ones (CheXpert/MIMIC -1 labels: ignore, ones, zeros).",
         ),
-        click.option("--synthetic-n", type=int, help="Number of synthetic phantoms (default 2000)."),
+        click.option(
+            "--synthetic-n", type=click.IntRange(min=1), help="Number of synthetic phantoms (default 2000)."
+        ),
     ]
     if sampling:
         options += [
             click.option(
                 "--fraction",
-                type=click.FloatRange(0, 1, min_open=True),
+                type=FRACTION,
                 default=1.0,
                 show_default=True,
                 help="Share of train_val and of test to use, stratified by label.",
             ),
-            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--seed", type=SEED, default=0, show_default=True),
         ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -127,4 +151,4 @@ def dataset_options(
     return options or None
 
 
-__all__ = ["data_options", "dataset_options", "parse_data_options"]
+__all__ = ["FRACTION", "SEED", "data_options", "dataset_options", "parse_data_options"]

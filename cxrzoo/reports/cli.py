@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from cxrzoo.clickutil import ZooCommand
 from cxrzoo.training.cli import dataset_options
 
 
@@ -93,7 +94,7 @@ def _f(value: float | None) -> str:
     return "  n/a" if value is None else f"{value:.3f}"
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("name")
 @_eval_options
 @click.option(
@@ -156,7 +157,7 @@ def evaluate(
         click.echo(f"Report: {Path(report) / 'report.md'}")
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("names", nargs=-1, required=True)
 @_eval_options
 @click.option("--report", type=click.Path(file_okay=False), help="Write comparison.csv / .json / .md here.")
@@ -244,7 +245,7 @@ def compare(
     click.echo(f"Best by macro AUROC on {split}: {best}")
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
@@ -299,7 +300,7 @@ def predict(name: str, images: tuple[str, ...], as_json: bool, device: str | Non
         sys.exit(1)
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("name")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="explain", show_default=True)
@@ -316,7 +317,7 @@ def explain(name: str, image: str, out_dir: str, top: int, method: str) -> None:
         click.echo(f"{item['finding']:<20} {item['probability']:.3f} ({flag})  {item['path']}")
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Default: NAME.onnx")

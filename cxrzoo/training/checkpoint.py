@@ -16,8 +16,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from cxrzoo.errors import DataError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(DataError, RuntimeError):
     pass
 
 

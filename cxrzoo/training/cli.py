@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from cxrzoo.clickutil import ZooCommand
 from cxrzoo.data.options import data_options, dataset_options
 
 #: Image size used on the synthetic phantoms when none is given: small enough for a CPU.
@@ -67,7 +68,7 @@ def _settings(
     return config, recipe
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("model")
 @data_options
 @click.option(
@@ -134,7 +135,7 @@ def train(
     )
 
 
-@click.command()
+@click.command(cls=ZooCommand)
 @click.argument("model")
 @data_options
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)

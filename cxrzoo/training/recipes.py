@@ -10,9 +10,9 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
-from cxrzoo.config import ConfigError, coerce
+from cxrzoo.config import ConfigError, Range, check_fields, coerce
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,28 @@ class Recipe:
     calibration: str = "f1"  # f1 | youden: how thresholds are chosen on validation
     eval_batch_size: int = 128
 
+    #: Accepted values of each numeric field, checked when a recipe is made or changed, so
+    #: that a value which would train the wrong way (a negative clip reverses the gradient)
+    #: is refused before any work.
+    bounds: ClassVar[dict[str, Range]] = {
+        "lr": Range(0.0, 10.0, low_open=True),
+        "weight_decay": Range(0.0, 10.0),
+        "epochs": Range(1, 100_000),
+        "batch_size": Range(1, 65_536),
+        "warmup": Range(0.0, 1.0, high_open=True),
+        "plateau_patience": Range(0, 10_000),
+        "plateau_factor": Range(0.0, 1.0, low_open=True, high_open=True),
+        "max_pos_weight": Range(1.0, 1e6),
+        "patience": Range(1, 100_000),
+        "min_epochs": Range(0, 100_000),
+        "accumulate": Range(1, 4096),
+        "grad_clip": Range(0.0, 1e9, low_open=True),
+        "ema": Range(0.0, 1.0, low_open=True, high_open=True),
+        "eval_batch_size": Range(1, 65_536),
+    }
+
     def __post_init__(self) -> None:
+        check_fields(self, self.bounds, what="recipe")
         choices = {
             "optimizer": ("adamw", "adam", "sgd"),
             "schedule": ("onecycle", "cosine", "plateau", "none"),
@@ -55,12 +76,6 @@ class Recipe:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"recipe option {key}={getattr(self, key)!r}: expected one of {allowed}")
-        if self.epochs < 1 or self.batch_size < 1 or self.accumulate < 1:
-            raise ConfigError("epochs, batch_size and accumulate must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.ema is not None and not 0 < self.ema < 1:
-            raise ConfigError(f"ema must be in (0, 1) or None, got {self.ema}")
 
     def replace(self, **changes: Any) -> Recipe:
         names = {f.name for f in fields(self)}
@@ -74,6 +89,12 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Recipe:
+        """A recipe from its :meth:`to_dict` form (unknown keys refused)."""
+        base = cls(name=str(doc.get("name", "default"))) if isinstance(doc, dict) else cls()
+        return base.replace(**{k: v for k, v in doc.items() if k != "name"})
 
 
 RECIPES: dict[str, Recipe] = {

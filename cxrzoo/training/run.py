@@ -156,13 +156,41 @@ def train_model(
     save: bool = True,
     progress: bool = True,
     echo: Echo = print,
+    _save_locked: bool = False,
 ) -> ZooModel:
-    """Train ``model_name`` and (by default) save it in the store under ``name``."""
+    """Train ``model_name`` and (by default) save it in the store under ``name``.
+
+    While it trains, the store entry ``name`` is locked: a second training of the same name
+    fails at once instead of overwriting this one's files.
+    """
     from cxrzoo import create_model, store
     from cxrzoo.plugins import models
 
     cls = models.get(model_name)
-    name = name or model_name
+    name = model_name if name is None else name
+    # Checked before any work: the run folder and the store entry must stay inside the store.
+    store.model_path(name)
+    store.run_path(name)
+    if save:
+        with store.entry_lock_for(name):
+            return train_model(
+                model_name,
+                data=data,
+                dataset=dataset,
+                dataset_options=dataset_options,
+                fraction=fraction,
+                seed=seed,
+                recipe=recipe,
+                recipe_overrides=recipe_overrides,
+                config_overrides=config_overrides,
+                device=device,
+                name=name,
+                resume=resume,
+                save=False,
+                _save_locked=True,
+                progress=progress,
+                echo=echo,
+            )
     spec = DataSpec(
         data=as_data(data),
         dataset=dataset,
@@ -179,7 +207,7 @@ def train_model(
             config_overrides=config_overrides,
             device=device,
             name=name,
-            save=save,
+            save=_save_locked,
             progress=progress,
             echo=echo,
         )
@@ -214,7 +242,7 @@ def train_model(
 
         torch.manual_seed(seed)
         model = create_model(model_name, config)
-        run_dir = store.home() / "runs" / name
+        run_dir = store.run_path(name)
         run_config = {
             "architecture": model_name,
             "config": config.to_dict(),
@@ -280,8 +308,10 @@ def train_model(
             f"Best epoch {result.best_epoch}: validation macro AUROC "
             f"{'undefined' if auc is None else f'{auc:.4f}'}; thresholds calibrated ({recipe_obj.calibration})"
         )
-        if save:
-            path = store.save(model, name, extra_files={"train_log.csv": history_csv(result.history)})
+        if _save_locked:
+            path = store.save(
+                model, name, extra_files={"train_log.csv": history_csv(result.history)}, locked=True
+            )
             echo(f"Saved to {path}")
         return model.cpu()
     finally:
@@ -363,7 +393,7 @@ def _train_ensemble(
         f"Ensemble of {', '.join(config.members)}: validation macro AUROC {'undefined' if auc is None else f'{auc:.4f}'}"
     )
     if save:
-        echo(f"Saved to {store.save(model.cpu(), name)}")
+        echo(f"Saved to {store.save(model.cpu(), name, locked=True)}")
     return model.cpu()
 
 

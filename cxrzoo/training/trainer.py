@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from cxrzoo.errors import UserError
 from cxrzoo.model import ZooModel
 from cxrzoo.training.checkpoint import load_checkpoint, save_checkpoint
 from cxrzoo.training.distributed import DistContext
@@ -35,7 +36,7 @@ from cxrzoo.training.recipes import Recipe
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_macro_auroc", "lr", "seconds", "best"]
 
 
-class ResumeError(RuntimeError):
+class ResumeError(UserError, RuntimeError):
     pass
 
 

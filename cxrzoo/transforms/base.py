@@ -24,8 +24,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from cxrzoo.errors import UserError
 
-class TransformError(ValueError):
+
+class TransformError(UserError, ValueError):
     """A preprocessing spec that cannot be built."""
 
 

@@ -30,6 +30,52 @@ class Resize(Transform):
         return cv2.resize(img, (size, size), interpolation=interp)
 
 
+class CenterCrop(Transform):
+    """Crop the largest centred square (a no-op on square images)."""
+
+    def __call__(self, img: np.ndarray, **context: Any) -> np.ndarray:
+        h, w = _check(img, "center_crop").shape
+        if h == w:
+            return img
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return np.ascontiguousarray(img[top : top + side, left : left + side])
+
+
+class Letterbox(Transform):
+    """Pad to a square, centred, with the median grey of the image's border (or 0, or a level).
+
+    ``fill`` is ``"median"`` (the median of the outermost rows and columns, so the padding
+    matches the background), ``"zero"`` or a grey level 0-255.
+    """
+
+    def __init__(self, *, image_size: int, fill: str | int = "median") -> None:
+        super().__init__(image_size=image_size)
+        ok = fill in ("median", "zero") or (
+            isinstance(fill, int) and not isinstance(fill, bool) and 0 <= fill <= 255
+        )
+        if not ok:
+            raise TransformError(
+                f"letterbox: fill must be 'median', 'zero' or a grey level 0-255, got {fill!r}"
+            )
+        self.fill = fill
+
+    def __call__(self, img: np.ndarray, **context: Any) -> np.ndarray:
+        h, w = _check(img, "letterbox").shape
+        if h == w:
+            return img
+        if self.fill == "median":
+            border = np.concatenate([img[0], img[-1], img[1:-1, 0], img[1:-1, -1]])
+            value = int(np.median(border))
+        else:
+            value = 0 if self.fill == "zero" else int(self.fill)
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        return cv2.copyMakeBorder(
+            img, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=value
+        )
+
+
 class Clahe(Transform):
     """Contrast-limited adaptive histogram equalisation."""
 

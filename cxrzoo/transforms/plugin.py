@@ -9,6 +9,8 @@ from cxrzoo.transforms import augment, image, tensor
 @hookimpl
 def register_transforms(register: Register) -> None:
     register("resize", image.Resize)
+    register("center_crop", image.CenterCrop)
+    register("letterbox", image.Letterbox)
     register("clahe", image.Clahe)
     register("histeq", image.HistEq)
     register("denoise", image.Denoise)

@@ -1,0 +1,85 @@
+"""The command line's one error handler, shared by every group and command of cxrzoo.
+
+Errors become one line on stderr and an exit code: 2 when the command line, a name or a
+config value is wrong (click's usage errors too); 3 when a file, data set, store entry,
+cache or the Hub is not as expected; 70 for an unexpected error, a bug (``CXRZOO_DEBUG=1``
+shows its traceback). Plugins that add commands can use :class:`ZooCommand` and
+:class:`ZooGroup` to get the same behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from cxrzoo.errors import INTERNAL_EXIT_CODE, CxrzooError, DataError, one_line
+
+
+class CommandError(click.ClickException):
+    """A :class:`~cxrzoo.errors.CxrzooError` shown as one line, with that error's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _internal(exc: BaseException) -> CommandError:
+    if os.environ.get("CXRZOO_DEBUG"):
+        traceback.print_exception(exc)
+    return CommandError(
+        one_line(
+            f"internal error: {type(exc).__name__}: {exc} (this is a bug; set CXRZOO_DEBUG=1 to see "
+            f"the traceback and report it)",
+            limit=600,
+        ),
+        INTERNAL_EXIT_CODE,
+    )
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn any exception but click's own into a :class:`CommandError`."""
+    try:
+        yield
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except CxrzooError as exc:
+        raise CommandError(one_line(exc), exc.exit_code) from None
+    except OSError as exc:
+        # The machine's side of a file: disk full, read-only folder, permission denied.
+        if exc.filename is not None or exc.strerror:
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            raise CommandError(one_line(f"{where}{exc.strerror or exc}"), DataError.exit_code) from None
+        raise _internal(exc) from None
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except Exception as exc:
+        raise _internal(exc) from None
+
+
+class ZooCommand(click.Command):
+    """A click command whose errors are one line (see the module docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+class ZooGroup(click.Group):
+    """A click group whose errors (its own and its commands') are one line."""
+
+    command_class = ZooCommand
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+ZooGroup.group_class = ZooGroup
+
+__all__ = ["CommandError", "ZooCommand", "ZooGroup", "one_line_errors"]
