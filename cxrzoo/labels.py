@@ -232,3 +232,19 @@ def align(
         if j is not None:
             targets[:, k] = values[:, j]
     return targets, ~np.isnan(targets)
+
+
+def table_targets(table: object, model_labels: tuple[str, ...] | list[str]) -> object:
+    """The ``[N, len(model_labels)]`` float32 targets of a dataset table, NaN where unknown.
+
+    A table carries one column per finding its source declares (1 / 0 / NaN); its other
+    columns (image, path, patient …) are not findings. A model label that no column names is
+    NaN for every image: the data say nothing about it, which is not "negative".
+    """
+    columns = [c for c in table.columns if isinstance(c, str) and (canonical(c) or c in _EXTRA)]  # type: ignore[attr-defined]
+    matrix = table[columns].to_numpy(dtype="float32") if columns else None  # type: ignore[index]
+    if matrix is None:
+        import numpy as np
+
+        return np.full((len(table), len(model_labels)), np.nan, dtype=np.float32)  # type: ignore[arg-type]
+    return align(columns, matrix, model_labels)[0]

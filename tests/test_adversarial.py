@@ -505,3 +505,43 @@ def test_a_cache_build_on_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: p
         assert leftovers == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+# -- 5. a last training batch of one image ----------------------------------------------------
+def test_a_last_batch_of_one_image_trains(home: Path) -> None:
+    import numpy as np
+
+    from cxrzoo.training.loader import ArrayData, BatchLoader
+
+    data = ArrayData(
+        np.zeros((33, 4, 4), np.uint8),
+        np.arange(33),
+        np.zeros((33, 14), np.float32),
+        [str(i) for i in range(33)],
+    )
+    loader = BatchLoader(data, 32, order=np.arange(33), device=torch.device("cpu"), merge_single=True)
+    assert [len(b) for b in loader.batches()] == [33]
+    assert [len(x) for x, _ in loader] == [33]
+    # End to end: 1x1 feature maps at 32 px, and a batch size that leaves one image over.
+    from cxrzoo.training.run import DataSpec, load_splits
+
+    splits = load_splits(DataSpec(dataset="synthetic", options={"n": 60, "size": 32}), echo=lambda _m: None)
+    batch = len(splits.train) - 1
+    code, output = run_cli(
+        "train",
+        "chest_xray_attention",
+        "--synthetic-n",
+        "60",
+        "--set",
+        "epochs=1",
+        "--recipe",
+        "quick",
+        "--no-progress",
+        "--set",
+        "backbone=test_resnet",
+        "--set",
+        "image_size=32",
+        "--batch-size",
+        str(batch),
+    )
+    assert code == 0, output

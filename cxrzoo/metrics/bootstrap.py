@@ -36,6 +36,7 @@ from cxrzoo.metrics.core import (
     ece_bins,
     get_metric,
     metric_value,
+    split_known,
     validate_predictions,
     validate_thresholds,
 )
@@ -159,8 +160,11 @@ class _ResampledMetrics:
         y_score: np.ndarray,
         thresholds: np.ndarray,
         metrics: Sequence[str],
+        known: np.ndarray | None = None,
     ) -> None:
         self.y_true, self.y_score, self.thresholds = y_true, y_score, thresholds
+        # Unknown labels take part in no metric: their images weigh 0 for that finding.
+        self.known = known if known is not None and not known.all() else None
         self.n_images, self.n_labels = y_true.shape
         self.metrics = list(metrics)
         wanted = set(metrics)
@@ -178,19 +182,22 @@ class _ResampledMetrics:
         if wanted & set(_COUNT_METRICS):
             predicted = y_score >= thresholds
             positive = y_true.astype(bool)
+            present = self.known if self.known is not None else np.ones_like(positive)
             self.count_columns = np.concatenate(
-                [positive & predicted, ~positive & predicted, positive], axis=1
+                [positive & predicted & present, ~positive & predicted & present, positive & present], axis=1
             ).astype(self.count_dtype)
 
         # Brier and ECE are weighted sums of per-image terms, so matrix products too. ECE has
         # one column per (finding, bin) with one non-zero per image and finding: sparse.
-        self.brier_terms = (y_score - y_true) ** 2 if "brier" in wanted else None
+        present_f = 1.0 if self.known is None else self.known.astype(np.float64)
+        self.present_f = present_f
+        self.brier_terms = (y_score - y_true) ** 2 * present_f if "brier" in wanted else None
         self.ece_terms: sparse.csr_matrix | None = None
         if "ece" in wanted:
             finding_bin = (np.arange(self.n_labels) * ECE_BINS + ece_bins(y_score)).ravel()
             image = np.repeat(np.arange(self.n_images), self.n_labels)
             self.ece_terms = sparse.csr_matrix(
-                ((y_true - y_score).ravel(), (finding_bin, image)),
+                (((y_true - y_score) * present_f).ravel(), (finding_bin, image)),
                 shape=(self.n_labels * ECE_BINS, self.n_images),
             )
 
@@ -198,7 +205,13 @@ class _ResampledMetrics:
 
     def __call__(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """Every metric ``[rows, labels]`` for a chunk of count rows ``weights [rows, N]``."""
-        rows, n_labels, n = weights.shape[0], self.n_labels, float(self.n_images)
+        rows, n_labels = weights.shape[0], self.n_labels
+        # Images per finding in each resample: all of them, or those whose label is known.
+        n = (
+            np.full((rows, n_labels), weights.sum(axis=1, dtype=np.float64)[:, None])
+            if self.known is None
+            else weights.astype(np.float64) @ self.known.astype(np.float64)
+        )
         out: dict[str, np.ndarray] = {}
 
         if self.count_columns is not None:
@@ -212,14 +225,21 @@ class _ResampledMetrics:
             out["f1"] = _nan_where(_ratio(2 * tp, 2 * tp + fp + fn), pos == 0)
 
         if self.brier_terms is not None:
-            out["brier"] = (weights.astype(np.float64) @ self.brier_terms) / n
+            out["brier"] = _ratio(weights.astype(np.float64) @ self.brier_terms, n)
         if self.ece_terms is not None:
             bins = np.asarray(self.ece_terms @ weights.T.astype(np.float64)).T
-            out["ece"] = np.abs(bins.reshape(rows, n_labels, ECE_BINS)).sum(axis=2) / n
+            out["ece"] = _ratio(np.abs(bins.reshape(rows, n_labels, ECE_BINS)).sum(axis=2), n)
 
         if self.rank_wanted:
             with_ap = "average_precision" in self.metrics
-            per_label = [_rank_metrics(weights, f, average_precision=with_ap) for f in self.sorted]
+            per_label = [
+                _rank_metrics(
+                    weights if self.known is None else weights * self.known[:, j].astype(np.int32),
+                    f,
+                    average_precision=with_ap,
+                )
+                for j, f in enumerate(self.sorted)
+            ]
             for name in ("auroc", "average_precision"):
                 if name in self.metrics:
                     out[name] = np.stack([values[name] for values in per_label], axis=1)
@@ -230,8 +250,9 @@ class _ResampledMetrics:
                 index = np.repeat(np.arange(self.n_images), weights[r])
                 for j in range(n_labels):
                     threshold = float(self.thresholds[j]) if metric.needs_threshold else None
+                    rows_j = index if self.known is None else index[self.known[index, j]]
                     value = metric_value(
-                        metric.fn(self.y_true[index, j], self.y_score[index, j], threshold), name
+                        metric.fn(self.y_true[rows_j, j], self.y_score[rows_j, j], threshold), name
                     )
                     if value is not None:
                         values[r, j] = value
@@ -304,9 +325,10 @@ def bootstrap_ci(
         raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    y_true, known = split_known(y_true)
     y_true, y_score = validate_predictions(y_true, y_score, labels)
     thr = validate_thresholds(thresholds, labels)
-    evaluate = _ResampledMetrics(y_true, y_score, thr, metrics)
+    evaluate = _ResampledMetrics(y_true, y_score, thr, metrics, known=known)
     n_images = y_true.shape[0]
 
     estimate = evaluate(np.ones((1, n_images), dtype=np.int32))

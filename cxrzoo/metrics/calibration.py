@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from cxrzoo.metrics.core import validate_predictions
+from cxrzoo.metrics.core import split_known, validate_predictions
 
 METHODS = ("f1", "youden")
 DEFAULT_FALLBACK_THRESHOLD = 0.5
@@ -107,15 +107,17 @@ def calibrate_thresholds(
     """
     if method not in METHODS:
         raise ValueError(f"Unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+    y_true, known = split_known(y_true)
     y_true, y_score = validate_predictions(y_true, y_score, probabilities=False)
-    n_images, n_labels = y_true.shape
+    n_labels = y_true.shape[1]
     thresholds = np.full(n_labels, float(fallback_threshold))
     objective = np.full(n_labels, np.nan)
     fallback: list[int] = []
     for j in range(n_labels):
-        y, s = y_true[:, j], y_score[:, j]
+        # Calibrated on the images whose label for this finding is known.
+        y, s = y_true[known[:, j], j], y_score[known[:, j], j]
         positives = int(np.count_nonzero(y))
-        if positives == 0 or (method == "youden" and positives == n_images):
+        if positives == 0 or (method == "youden" and positives == len(y)):
             fallback.append(j)
             continue
         chosen, objective[j] = _best_f1(y, s) if method == "f1" else _best_youden(y, s)

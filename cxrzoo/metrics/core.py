@@ -41,7 +41,7 @@ STANDARD_METRICS: tuple[str, ...] = ("auroc", "average_precision", "f1", "precis
 #: Metrics computed when ``metrics=None``.
 DEFAULT_METRICS: tuple[str, ...] = (*STANDARD_METRICS, "brier", "ece")
 #: Keys of a per-class report that are not metrics (a metric may not use these names).
-COUNT_KEYS: tuple[str, ...] = ("threshold", "positives", "negatives", "tp", "fp", "fn", "tn")
+COUNT_KEYS: tuple[str, ...] = ("threshold", "positives", "negatives", "unknown", "tp", "fp", "fn", "tn")
 ECE_BINS = 10
 
 
@@ -235,6 +235,30 @@ def validate_predictions(
     return y_true.astype(np.int8), y_score
 
 
+def split_known(y_true: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels with unknowns as 0, known mask)`` of a label matrix where NaN means unknown.
+
+    The zeros stand in for unknowns only so the matrix keeps a 0/1 type: every metric and
+    calibration reads a finding's labels through the mask, never the zeros.
+    """
+    raw = np.asarray(y_true)
+    if raw.dtype.kind != "f":
+        return raw, np.ones(raw.shape, dtype=bool)
+    known = ~np.isnan(raw)
+    return np.where(known, raw, 0.0), known
+
+
+def not_scorable(known: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> dict[str, str]:
+    """Findings these data cannot score, and why: absent (no known label) or no known positives."""
+    reasons = {}
+    for j, label in enumerate(labels):
+        if not known[:, j].any():
+            reasons[label] = "absent from the data: no image has a known label for it"
+        elif not np.any(y_true[known[:, j], j]):
+            reasons[label] = "no known positives in the data"
+    return reasons
+
+
 def validate_thresholds(thresholds: Thresholds | None, labels: Sequence[str]) -> np.ndarray:
     """Per-finding thresholds as a float64 array; 0.5 for every finding when ``None``.
 
@@ -316,6 +340,7 @@ def evaluate_predictions(
     - ``n_images``, ``labels``, ``metrics``.
     """
     labels = list(labels)
+    y_true, known = split_known(y_true)
     y_true, y_score = validate_predictions(y_true, y_score, labels)
     thr = validate_thresholds(thresholds, labels)
     names = _metric_names(metrics)
@@ -324,14 +349,29 @@ def evaluate_predictions(
 
     per_class: dict[str, dict[str, Any]] = {}
     for j, label in enumerate(labels):
-        yt, ys = y_true[:, j], y_score[:, j]
-        tn, fp, fn, tp = (int(c) for c in confusion_matrix(yt, predicted[:, j], labels=[0, 1]).ravel())
+        # Each finding is scored over the images where its label is known.
+        rows = known[:, j]
+        yt, ys, pj = y_true[rows, j], y_score[rows, j], predicted[rows, j]
         row: dict[str, Any] = {}
-        for name, metric in chosen.items():
-            row[name] = metric_value(
-                metric.fn(yt, ys, float(thr[j]) if metric.needs_threshold else None), name
-            )
-        row.update(threshold=float(thr[j]), positives=tp + fn, negatives=tn + fp, tp=tp, fp=fp, fn=fn, tn=tn)
+        if len(yt):
+            tn, fp, fn, tp = (int(c) for c in confusion_matrix(yt, pj, labels=[0, 1]).ravel())
+            for name, metric in chosen.items():
+                row[name] = metric_value(
+                    metric.fn(yt, ys, float(thr[j]) if metric.needs_threshold else None), name
+                )
+        else:
+            tn = fp = fn = tp = 0
+            row = dict.fromkeys(chosen)
+        row.update(
+            threshold=float(thr[j]),
+            positives=tp + fn,
+            negatives=tn + fp,
+            unknown=int(len(rows) - rows.sum()),
+            tp=tp,
+            fp=fp,
+            fn=fn,
+            tn=tn,
+        )
         per_class[label] = row
 
     macro = {name: _mean_defined([per_class[label][name] for label in labels]) for name in names}
@@ -339,8 +379,9 @@ def evaluate_predictions(
 
     # Micro: one pooled binary problem. Threshold metrics see the per-finding decisions as
     # 0/1 scores, so ``decision >= 0.5`` reproduces them whatever each finding's threshold.
-    flat_true, flat_score = y_true.ravel(), y_score.ravel()
-    flat_decision = predicted.ravel().astype(np.float64)
+    flat_known = known.ravel()
+    flat_true, flat_score = y_true.ravel()[flat_known], y_score.ravel()[flat_known]
+    flat_decision = predicted.ravel()[flat_known].astype(np.float64)
     micro = {
         name: metric_value(
             metric.fn(flat_true, flat_decision, 0.5)
@@ -365,6 +406,7 @@ def evaluate_predictions(
     return {
         "n_images": int(y_true.shape[0]),
         "labels": labels,
+        "not_scorable": not_scorable(known, y_true, labels),
         "metrics": names,
         "per_class": per_class,
         "macro_auroc": macro.get("auroc"),

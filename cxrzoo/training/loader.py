@@ -81,6 +81,7 @@ class BatchLoader:
         order: np.ndarray,
         device: torch.device,
         prefetch: int = 3,
+        merge_single: bool = False,
     ) -> None:
         self.data = data
         self.batch_size = batch_size
@@ -88,9 +89,19 @@ class BatchLoader:
         self.device = device
         self.prefetch = prefetch
         self.pin = device.type == "cuda"
+        self.merge_single = merge_single
+
+    def batches(self) -> list[np.ndarray]:
+        """The index batches, in order. With ``merge_single`` a last batch of one image joins
+        the batch before it: batch norm cannot normalise a single value per channel."""
+        b = self.batch_size
+        batches = [self.order[i : i + b] for i in range(0, len(self.order), b)]
+        if self.merge_single and len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2:] = [np.concatenate(batches[-2:])]
+        return batches
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch_size)
+        return len(self.batches())
 
     def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         # Sorted reads are much faster on a memory map; restore the shuffled order after.
@@ -105,7 +116,7 @@ class BatchLoader:
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches = [self.order[i : i + self.batch_size] for i in range(0, len(self.order), self.batch_size)]
+        batches = self.batches()
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 

@@ -56,7 +56,9 @@ def arrays_for(
         echo(f"Skipped {len(cache.failed)} unreadable image(s): {shown}{more}")
     keep = table[~table["image"].isin(cache.failed)]
     rows = cache.indices(keep["image"].tolist())
-    labels = keep[list(config.labels)].to_numpy(dtype=np.float32)
+    from cxrzoo.labels import table_targets
+
+    labels = table_targets(keep, config.labels)
     return ArrayData(cache.images, rows, labels, keep["image"].tolist(), keep["patient"].astype(str).tolist())
 
 
@@ -120,7 +122,12 @@ def calibrate_and_score(
     calibration = calibrate_thresholds(labels, probs, method=method)
     thresholds = calibration.as_list()
     for k in calibration.fallback:
-        if train_prevalence is not None and 0 < train_prevalence[k] < 1 and len(probs):
+        if (
+            train_prevalence is not None
+            and np.isfinite(train_prevalence[k])
+            and 0 < train_prevalence[k] < 1
+            and len(probs)
+        ):
             thresholds[k] = float(np.quantile(probs[:, k], 1 - train_prevalence[k]))
     model.set_thresholds(thresholds)
     metrics = evaluate_predictions(
@@ -133,6 +140,15 @@ def calibrate_and_score(
         "fallback_rule": "training prevalence" if train_prevalence is not None else "0.5",
     }
     return {"split": split, "dataset": dataset, **metrics}
+
+
+def known_prevalence(labels: np.ndarray) -> np.ndarray:
+    """Share of positives per finding among the images where it is known (NaN if never known)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    known = ~np.isnan(labels)
+    counts = known.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.nansum(labels, 0) / np.maximum(counts, 1), np.nan)
 
 
 def _quiet(_message: str) -> None:
@@ -237,7 +253,7 @@ def train_model(
         val = arrays_for(splits.val, config, echo=echo, progress=progress and dist.is_main)
         if dist.is_main:
             dist.barrier()
-        prevalence = dict(zip(config.labels, train.labels.mean(0).tolist(), strict=True))
+        prevalence = dict(zip(config.labels, known_prevalence(train.labels).tolist(), strict=True))
         config = config.for_data(prevalence)
 
         torch.manual_seed(seed)
@@ -281,7 +297,7 @@ def train_model(
             method=recipe_obj.calibration,
             split="val",
             dataset=spec.name,
-            train_prevalence=train.labels.mean(0),
+            train_prevalence=known_prevalence(train.labels),
         )
         model.metadata.update(
             {
@@ -364,7 +380,9 @@ def _train_ensemble(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     probs, val = predict_table(model, splits.val, device=dev, echo=echo, progress=progress)
     recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    train_labels = splits.train[list(model.labels)].to_numpy(dtype=np.float64)
+    from cxrzoo.labels import table_targets
+
+    train_labels = table_targets(splits.train, model.labels)
     metrics = calibrate_and_score(
         model,
         val.labels,
@@ -372,7 +390,7 @@ def _train_ensemble(
         method=recipe_obj.calibration,
         split="val",
         dataset=spec.name,
-        train_prevalence=train_labels.mean(0) if len(train_labels) else None,
+        train_prevalence=known_prevalence(train_labels) if len(train_labels) else None,
     )
     counts = splits.summary.get("splits", {})
     model.metadata.update(
@@ -437,7 +455,7 @@ def crossval_model(
         patient_kfold(arrays.patients, arrays.labels, k=folds, seed=seed)
     ):
         train, val = arrays.subset(train_idx), arrays.subset(val_idx)
-        prevalence = dict(zip(config.labels, train.labels.mean(0).tolist(), strict=True))
+        prevalence = dict(zip(config.labels, known_prevalence(train.labels).tolist(), strict=True))
         fold_config = config.for_data(prevalence)
         torch.manual_seed(seed + k)
         model = create_model(model_name, fold_config)

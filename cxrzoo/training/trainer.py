@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from cxrzoo.errors import UserError
+from cxrzoo.errors import DataError, UserError
 from cxrzoo.model import ZooModel
+from cxrzoo.nn.losses import masked_bce
 from cxrzoo.training.checkpoint import load_checkpoint, save_checkpoint
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.loader import ArrayData, BatchLoader, epoch_order
@@ -51,10 +51,14 @@ def history_csv(history: list[dict[str, Any]]) -> bytes:
 
 
 def positive_weights(labels: np.ndarray, max_weight: float) -> torch.Tensor:
-    """Inverse-frequency weight of the positive term per class, bounded to ``[1, max_weight]``."""
+    """Inverse-frequency weight of the positive term per class, bounded to ``[1, max_weight]``.
+
+    Counted over the known entries only: an unknown label (NaN) is neither positive nor negative.
+    """
     labels = np.asarray(labels, dtype=np.float64)
-    pos = labels.sum(0)
-    neg = len(labels) - pos
+    known = ~np.isnan(labels)
+    pos = np.where(known, labels, 0).sum(0)
+    neg = known.sum(0) - pos
     weight = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
     return torch.tensor(np.clip(weight, 1.0, max_weight), dtype=torch.float32)
 
@@ -142,10 +146,16 @@ class Trainer:
         self.progress = progress
         self.dist = dist or DistContext()
         self.echo = echo if self.dist.is_main else (lambda _msg: None)
-        if len(train) == 0:
-            raise ValueError("No training images left (all missing or unreadable?)")
+        if len(train) < 2:
+            raise DataError(
+                f"{len(train)} training image(s) left (missing or unreadable?): training needs at "
+                f"least 2; use more data or a larger --fraction"
+            )
         if len(val) == 0:
-            raise ValueError("No validation images: early stopping and calibration need some")
+            raise DataError(
+                "No validation images: early stopping and calibration need some; use more data or a "
+                "larger --fraction"
+            )
 
         self.prep = model.preprocessing(augment=recipe.augment)
         self.model.to(self.device)
@@ -286,7 +296,9 @@ class Trainer:
             rank=self.dist.rank,
             world=self.dist.world,
         )
-        loader = BatchLoader(self.train_data, r.batch_size, order=order, device=self.device)
+        loader = BatchLoader(
+            self.train_data, r.batch_size, order=order, device=self.device, merge_single=True
+        )
         self.net.train()
         # The running loss stays on the device: reading it every step would make the CPU wait
         # for the GPU each step instead of queueing the next batch's work.
@@ -304,7 +316,7 @@ class Trainer:
             with ctx:
                 with autocast_for(self.device, r.amp):
                     logits = self.net(x)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=self.pos_weight)
+                loss = masked_bce(logits.float(), y, self.pos_weight)
                 aux = self.model.auxiliary_loss(y)
                 if aux is not None:
                     loss = loss + aux
@@ -347,7 +359,7 @@ class Trainer:
         labels = self.val_data.labels.astype(np.float32)
         with torch.no_grad():
             p = torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)
-            val_loss = float(F.binary_cross_entropy(p, torch.from_numpy(labels)))
+            val_loss = float(masked_bce(torch.logit(p), torch.from_numpy(labels)))
         return probs, macro_auroc(labels, probs), val_loss
 
     def fit(self, *, resume: bool = False) -> TrainResult:

@@ -7,13 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cxrzoo import ModelConfig, ZooModel
 from cxrzoo.config import ConfigError
 from cxrzoo.labels import DEFAULT_RARE, RARE_PREVALENCE, rare_labels
-from cxrzoo.nn import create_backbone
+from cxrzoo.nn import create_backbone, masked_bce
 
 
 @dataclass(frozen=True)
@@ -165,13 +164,15 @@ class RareDiseaseModel(ZooModel):
         if count and cfg.replay_size and cfg.replay_weight:
             pick = torch.randint(count, (min(cfg.replay_size, count),), device=z.device)
             logits = self.rare_head.classify(self.bank_features[pick])
-            loss = cfg.replay_weight * F.binary_cross_entropy_with_logits(
-                logits.float(), self.bank_targets[pick]
-            )
+            remembered = self.bank_targets[pick]
+            # Unknown labels are remembered as -1 (the bank is saved with the weights, which
+            # must be finite) and left out of the replay loss.
+            remembered = torch.where(remembered < 0, torch.full_like(remembered, float("nan")), remembered)
+            loss = cfg.replay_weight * masked_bce(logits.float(), remembered)
         rare_targets = targets.index_select(1, self.rare_index).float()
-        keep = rare_targets.sum(1) > 0
+        keep = (torch.nan_to_num(rare_targets, nan=0.0) > 0).any(1)
         if keep.any():
-            self._remember(z[keep].detach().float(), rare_targets[keep])
+            self._remember(z[keep].detach().float(), torch.nan_to_num(rare_targets[keep], nan=-1.0))
         return loss
 
     @torch.no_grad()
