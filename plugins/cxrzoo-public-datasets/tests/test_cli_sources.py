@@ -113,3 +113,33 @@ def test_data_option_reaches_the_source_and_bad_values_are_named(phantoms):
 def test_unknown_folder_names_the_candidates(tmp_path):
     result = run("data", "catalog", str(tmp_path))
     assert result.exit_code == 3 and "--dataset NAME" in result.output and "chexpert" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(__import__("cxrzoo_public_datasets.testing").testing.WRITERS))
+def test_train_and_evaluate_one_epoch_on_each_reader(tmp_path, monkeypatch, name):
+    from cxrzoo_public_datasets.testing import WRITERS
+
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
+    mini = WRITERS[name](tmp_path / name)
+    args = ["--epochs", "1", "--image-size", "32", "--recipe", "quick", "--set", "backbone=test_resnet"]
+    trained = run(
+        "train", "chest_xray_attention", "--data", str(mini.root), *args, "--no-progress", "--name", "m"
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "Saved to" in trained.output
+    evaluated = run("evaluate", "m", "--bootstrap", "0", "--no-progress", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    doc = json.loads(evaluated.output[evaluated.output.index("{") :])
+    assert doc["data"]["dataset"] == name and doc["data"]["datasets"] == [name]
+
+
+def test_train_and_evaluate_on_nih_and_chexpert_phantoms_together(phantoms, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
+    data = ["--data", str(phantoms / "nih14"), "--data", str(phantoms / "chexpert")]
+    args = ["--epochs", "1", "--image-size", "32", "--recipe", "quick", "--set", "backbone=test_resnet"]
+    trained = run("train", "chest_xray_attention", *data, *args, "--no-progress", "--name", "both")
+    assert trained.exit_code == 0, trained.output
+    evaluated = run("evaluate", "both", "--bootstrap", "0", "--no-progress", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    doc = json.loads(evaluated.output[evaluated.output.index("{") :])
+    assert doc["data"]["datasets"] == ["nih14", "chexpert"] and len(doc["data"]["data"]) == 2
