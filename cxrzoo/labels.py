@@ -120,6 +120,9 @@ SYNONYMS: Mapping[str, str] = {
     "Tuberculosis Sequelae": "Tuberculosis",
     "Bone Fracture": "Fracture",
     "Callus Rib Fracture": "Rib Fracture",
+    "Other diseases": "Other Disease",
+    "Other lesions": "Other Lesion",
+    "Enlarged Pulmonary Artery": "Enlarged PA",
 }
 
 

@@ -20,13 +20,16 @@ def _expected_labels(findings: str) -> list[int]:
 def test_reads_every_csv_flavour(make_kaggle_tree, csv):
     tree = make_kaggle_tree(csv=csv, bad=False)
     table = Nih14(tree.root).table()
-    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert list(table.columns) == [*TABLE_COLUMNS, *LABELS]
+    assert set(table["source"]) == {"nih14"}
     assert "Unnamed: 11" not in table.columns
     assert sorted(table["image"]) == sorted(tree.good)
     for row in table.itertuples(index=False):
         assert [getattr(row, label) for label in LABELS] == _expected_labels(tree.findings[row.image])
         assert row.list == tree.lists[row.image]
-    assert all(table[label].dtype == np.uint8 for label in LABELS)
+    # Labels are float (1 / 0 / NaN) for every source; NIH's are 0 or 1, never unknown.
+    assert all(table[label].dtype == np.float32 for label in LABELS)
+    assert table[list(LABELS)].isin([0.0, 1.0]).all().all()
     assert table["age"].dtype == np.float64 and table["age"].notna().all()
     assert set(table["sex"]) == {"M", "F"} and set(table["view"]) == {"PA", "AP"}
     assert table["patient"].map(type).eq(str).all()
@@ -156,3 +159,103 @@ def test_cli_synth_writes_a_readable_dataset(tmp_path):
     assert again.exit_code == 1 and "Traceback" not in again.output
     bad = CliRunner().invoke(data, ["synth", str(tmp_path / "x"), "--n", "4", "--prevalence", "Hernio=0.5"])
     assert bad.exit_code == 2 and "Hernio" in bad.output and "Traceback" not in bad.output
+
+
+# Reliability: malformed metadata and list files are named, never a traceback or a silent loss.
+
+
+def _tree_with(make_kaggle_tree, edit):
+    tree = make_kaggle_tree(csv="v2020", bad=False)
+    lines = tree.metadata_file.read_text().splitlines()
+    edit(tree, lines)
+    tree.metadata_file.write_text("\n".join(lines) + "\n")
+    return tree
+
+
+def test_a_row_with_extra_fields_is_named_and_skipped(make_kaggle_tree):
+    def edit(tree, lines):
+        lines[1] = lines[1].replace(",", ",Effusion,", 1)  # a comma inside Finding Labels
+
+    tree = _tree_with(make_kaggle_tree, edit)
+    shifted = tree.good[0]
+    report = Nih14(tree.root).catalog()
+    (bad,) = report.problems["bad_row"]
+    assert bad["row"] == 2 and "columns would shift" in bad["reason"]
+    assert report.images == len(tree.good) - 1 and shifted not in report.usable
+    assert "Data_Entry_2017_v2020.csv line 2" in "\n".join(report.lines())
+
+
+def test_the_first_row_with_extra_fields_does_not_shift_the_others(make_kaggle_tree):
+    # pandas reads a first row with one field too many as an index column and shifts every column.
+    def edit(tree, lines):
+        lines[1] = lines[1] + ",extra"
+
+    tree = _tree_with(make_kaggle_tree, edit)
+    report = Nih14(tree.root).catalog()
+    assert report.images == len(tree.good) - 1
+    assert [b["row"] for b in report.problems["bad_row"]] == [2]
+
+
+@pytest.mark.parametrize("value", ["-5", "1e400", "150", "abc", "nan"])
+def test_invalid_ages_are_reported_and_unknown(make_kaggle_tree, value):
+    def edit(tree, lines):
+        fields = lines[3].split(",")
+        fields[4] = value
+        lines[3] = ",".join(fields)
+
+    tree = _tree_with(make_kaggle_tree, edit)
+    report = Nih14(tree.root).catalog()
+    (bad,) = report.problems["bad_value"]
+    assert bad["row"] == 4 and bad["column"] == "Patient Age" and bad["value"] == value
+    table = report.table.set_index("image")
+    assert np.isnan(table.loc[tree.good[2], "age"])
+    assert table.drop(index=tree.good[2])["age"].notna().all()
+
+
+@pytest.mark.parametrize("value", ["1.5", "-1", "x"])
+def test_invalid_follow_up_is_reported_not_a_traceback(make_kaggle_tree, value):
+    def edit(tree, lines):
+        fields = lines[2].split(",")
+        fields[2] = value
+        lines[2] = ",".join(fields)
+
+    tree = _tree_with(make_kaggle_tree, edit)
+    report = Nih14(tree.root).catalog()
+    (bad,) = report.problems["bad_value"]
+    assert bad["row"] == 3 and bad["column"] == "Follow-up #"
+    assert report.table.set_index("image").loc[tree.good[1], "follow_up"] is pd.NA
+
+
+def test_a_utf8_bom_keeps_the_first_list_entry(make_kaggle_tree):
+    tree = make_kaggle_tree(bad=False)
+    path = tree.root / "test_list.txt"
+    first = path.read_text().split()[0]
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    table = Nih14(tree.root).table().set_index("image")
+    assert table.loc[first, "list"] == "test"
+    assert not Nih14(tree.root).catalog().problems.get("list_no_row")
+
+
+def test_a_list_that_is_a_folder_is_a_clear_error(make_kaggle_tree):
+    tree = make_kaggle_tree(bad=False)
+    (tree.root / "test_list.txt").unlink()
+    (tree.root / "test_list.txt").mkdir()
+    with pytest.raises(DatasetError, match=r"test_list.txt is a folder; expected a text file"):
+        Nih14(tree.root).table()
+
+
+def test_a_latin1_list_is_a_clear_error(make_kaggle_tree):
+    tree = make_kaggle_tree(bad=False)
+    path = tree.root / "train_val_list.txt"
+    path.write_bytes(path.read_bytes() + "caf\xe9.png\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"train_val_list.txt: not UTF-8 text \(byte 0xe9"):
+        Nih14(tree.root).table()
+
+
+def test_a_folder_of_phantoms_is_detected_as_nih14_and_synthetic_never_detects(tmp_path):
+    from cxrzoo.data import detect_datasets
+    from cxrzoo.data.synthetic import write_kaggle_layout
+
+    root = write_kaggle_layout(tmp_path / "p", 6, size=32)
+    assert "nih14" in detect_datasets(root) and "synthetic" not in detect_datasets(root)
+    assert open_dataset(root).name == "nih14"

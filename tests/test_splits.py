@@ -141,3 +141,89 @@ def test_real_sample_split_is_patient_disjoint_and_deterministic(nih_sample):
     assert abs(len(half.train) + len(half.val) - n_train_val / 2) <= 1
     assert abs(len(half.test) - n_test / 2) <= 1
     assert not set(half.train["patient"]) & set(half.val["patient"])
+
+
+# Tables of any labels, NaN = unknown, official validation lists, several sources.
+
+
+def _source_table(source: str, n_patients: int, labels: list[str], *, lists: dict[int, str] | None = None,
+                  seed: int = 0, unknown: float = 0.0) -> pd.DataFrame:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        for k in range(2):
+            values = (rng.random(len(labels)) < 0.2).astype(np.float32)
+            values[rng.random(len(labels)) < unknown] = np.nan
+            rows.append({"image": f"{source}-{p}-{k}", "path": "", "patient": f"{source}{p}", "age": 40.0, "sex": "F",
+                         "view": "PA", "list": (lists or {}).get(p % 10, "train_val") if lists is not None else None,
+                         "follow_up": k, "source": source, **dict(zip(labels, values))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_unknown_labels_are_not_counted_as_negative_or_positive():
+    from cxrzoo.data.splits import strata
+
+    table = _source_table("a", 40, ["Edema", "Fracture"], unknown=0.5)
+    table.loc[0, ["Edema", "Fracture"]] = [np.nan, np.nan]
+    assert strata(table).iloc[0] == "No Finding"
+    dist = make_splits(table, seed=0).distribution()
+    assert "train unknown" in dist.columns
+    total_unknown = sum(int(dist.loc["Edema", f"{s} unknown"]) for s in ("train", "val", "test"))
+    assert total_unknown == int(table["Edema"].isna().sum())
+    total_pos = sum(int(dist.loc["Edema", s]) for s in ("train", "val", "test"))
+    assert total_pos == int((table["Edema"] == 1).sum())
+
+
+def test_an_official_validation_list_is_honoured():
+    table = _source_table("chex", 60, ["Edema", "Effusion"], lists={0: "val", 1: "val"})
+    splits = make_splits(table, seed=1)
+    assert set(splits.val["image"]) == set(table.loc[table["list"] == "val", "image"])
+    assert not set(splits.train["patient"]) & set(splits.test["patient"])
+    assert "patient-wise" in splits.test_source and any("official validation" in n for n in splits.notes)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == len(table)
+
+
+def test_several_sources_are_split_each_on_its_own():
+    a = _source_table("a", 50, ["Edema", "Hernia"], lists={0: "test", 1: "test"})
+    b = _source_table("b", 30, ["Edema", "Fracture"], seed=2)
+    table = pd.concat([a, b], ignore_index=True)
+    splits = make_splits(table, seed=0)
+    for name, df in splits.items().items():
+        assert set(df["source"]) == {"a", "b"}, name
+    assert set(splits.test.loc[splits.test["source"] == "a", "image"]) == set(
+        a.loc[a["list"] == "test", "image"]
+    )
+    assert not set(splits.train["patient"]) & set(splits.val["patient"])
+    assert splits.test_source.startswith("a: the official test list; b: a patient-wise")
+    doc = splits.to_dict()
+    assert doc["splits"]["train"]["sources"].keys() == {"a", "b"}
+    assert doc["splits"]["train"]["labels"].keys() == {"Edema", "Hernia", "Fracture"}
+    # NIH's tables give the same split as before: the per-source path is only taken with several
+    single = make_splits(a, seed=0)
+    pd.testing.assert_frame_equal(
+        single.test,
+        make_splits(a.drop(columns="source"), seed=0).test.assign(source="a")[single.test.columns],
+    )
+
+
+def test_data_spec_reads_configs_saved_before_several_sources(make_kaggle_tree):
+    from cxrzoo.data.spec import DataSpec
+
+    tree = make_kaggle_tree(bad=False)
+    old = {
+        "dataset": "nih14",
+        "data": str(tree.root),
+        "options": {},
+        "fraction": 0.5,
+        "seed": 3,
+        "val_fraction": 0.2,
+    }
+    spec = DataSpec.from_dict(old)
+    assert spec.name == "nih14" and spec.fraction == 0.5 and spec.open().name == "nih14"
+    doc = spec.to_dict()
+    assert {k: doc[k] for k in old} == old and doc["datasets"] == ["nih14"]
+    assert DataSpec.from_dict(doc) == DataSpec(data=str(tree.root), dataset="nih14", fraction=0.5, seed=3)
+    synthetic = DataSpec.from_dict({"dataset": "synthetic", "data": None, "options": {"n": 40}})
+    assert synthetic.name == "synthetic" and synthetic.options == {"n": 40}
+    several = DataSpec(data=[str(tree.root), str(tree.root)])
+    assert several.name == "nih14+nih14" and DataSpec.from_dict(several.to_dict()).folders == several.folders

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cxrzoo.data.base import TABLE_COLUMNS, TEST, TRAIN_VAL
+from cxrzoo.data.base import LABEL_DTYPE, TABLE_COLUMNS, TEST, TRAIN_VAL, VAL
 from cxrzoo.data.io import ImageReadError, read_image
 
 if TYPE_CHECKING:
@@ -34,11 +35,15 @@ R = TypeVar("R")
 PROBLEMS: dict[str, str] = {
     "missing": "metadata row whose image file is not found",
     "no_row": "image file without a metadata row (not used)",
-    "unknown_label": "metadata row with a finding outside the 14 labels (not used)",
+    "unknown_label": "metadata row with a finding or label value the reader does not know (not used)",
+    "bad_row": "metadata row that cannot be read (not used)",
+    "bad_value": "metadata value that is not valid, set unknown (row used)",
+    "skipped_row": "metadata row the reader does not use (another modality or view, not used)",
+    "unmapped_label": "published finding outside the source's labels (ignored, row used)",
     "duplicate_row": "image with more than one metadata row (the first is used)",
     "duplicate_file": "image name found in more than one folder (the first is used)",
-    "list_no_row": "name in train_val_list.txt or test_list.txt without a metadata row",
-    "in_both_lists": "image in both train_val_list.txt and test_list.txt (kept in test)",
+    "list_no_row": "name in a split list (train_val_list.txt, test_list.txt …) without a metadata row",
+    "in_both_lists": "image in both the train_val and the test list (kept in test)",
     "empty": "empty file (not used)",
     "truncated": "truncated image file (not used)",
     "undecodable": "file that does not decode as an image (not used)",
@@ -119,9 +124,23 @@ class CatalogReport:
 
 
 def _describe(key: str, item: Any, csv_name: str) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    where = Path(str(item["file"])).name if item.get("file") else csv_name
+    prefix = f"{item['source']}: " if item.get("source") else ""
+    image = f"{item['image']} " if item.get("image") else ""
+    line = f"({where} line {item['row']})" if item.get("row") is not None else f"({where})"
     if key == "unknown_label":
-        return f"{item['image']} ({csv_name} line {item['row']}): findings {item['labels']!r}"
-    return str(item)
+        return f"{prefix}{image}{line}: findings {item['labels']!r}"
+    if "column" in item:
+        detail = f"{item['column']} = {item.get('value')!r}" + (
+            f" ({item['reason']})" if item.get("reason") else ""
+        )
+    elif "count" in item:
+        detail = f"{item.get('label')!r} in {item['count']} row(s)"
+    else:
+        detail = str(item.get("reason", ""))
+    return f"{prefix}{image}{line}: {detail}"
 
 
 def build_catalog(
@@ -144,9 +163,11 @@ def build_catalog(
     rows = rows.loc[~duplicated]
 
     unknown = rows["unknown_labels"] != ""
+    has_file = "file" in rows.columns
     problems["unknown_label"] = [
-        {"image": image, "row": int(row), "labels": text}
-        for image, row, text in rows.loc[unknown, ["image", "row", "finding_labels"]].itertuples(index=False)
+        {"image": r.image, "row": int(r.row), "labels": r.finding_labels}
+        | ({"file": r.file} if has_file else {})
+        for r in rows.loc[unknown].itertuples(index=False)
     ]
 
     dup_files = files["image"].duplicated(keep="first")
@@ -173,13 +194,14 @@ def build_catalog(
     else:
         unverified_empty = merged.loc[merged["size"] == 0, "image"].tolist()
 
-    table = merged.loc[:, list(TABLE_COLUMNS)].reset_index(drop=True)
-    counts = table["list"].value_counts(dropna=False)
-    lists = {
-        TRAIN_VAL: int(counts.get(TRAIN_VAL, 0)),
-        TEST: int(counts.get(TEST, 0)),
-        "unlisted": int(table["list"].isna().sum()),
-    }
+    labels = list(source.label_names)
+    merged["source"] = source.name
+    for label in labels:
+        if label not in merged.columns:
+            merged[label] = np.nan  # a declared label the reader wrote no column for is unknown
+    table = merged.loc[:, [*TABLE_COLUMNS, *labels]].reset_index(drop=True)
+    table[labels] = table[labels].astype(LABEL_DTYPE)
+    lists = list_counts(table)
     return CatalogReport(
         root=str(source.root),
         verified=verify,
@@ -191,6 +213,61 @@ def build_catalog(
         metadata_file=inv.metadata_file,
         lists=lists,
         table=table,
+    )
+
+
+def list_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Images per ``list`` value (``val`` only where a source has an official one)."""
+    counts = table["list"].value_counts(dropna=False)
+    lists = {TRAIN_VAL: int(counts.get(TRAIN_VAL, 0)), TEST: int(counts.get(TEST, 0))}
+    if counts.get(VAL, 0):
+        lists[VAL] = int(counts[VAL])
+    lists["unlisted"] = int(table["list"].isna().sum())
+    return lists
+
+
+def combine_reports(
+    keys: Sequence[str], reports: Sequence[CatalogReport], labels: Sequence[str]
+) -> CatalogReport:
+    """One report for several sources' catalogs: problems tagged with their source, one table.
+
+    The table has the union of the labels (NaN where a source lacks one) and image and patient
+    ids prefixed with the source's key, so that they are unique across sources.
+    """
+    from cxrzoo.data.base import label_columns
+    from cxrzoo.labels import canonical
+
+    problems: dict[str, list[Any]] = {key: [] for key in PROBLEMS}
+    tables = []
+    for key, report in zip(keys, reports, strict=True):
+        for kind, items in report.problems.items():
+            problems.setdefault(kind, []).extend(
+                {**item, "source": key} if isinstance(item, dict) else f"{key}: {item}" for item in items
+            )
+        table = report.table.copy()
+        table = table.rename(columns={c: canonical(c) or c for c in label_columns(table)})
+        table["image"] = key + "/" + table["image"].astype(str)
+        table["patient"] = key + "/" + table["patient"].astype(str)
+        table["source"] = key
+        tables.append(table)
+    combined = pd.concat(tables, ignore_index=True, sort=False)
+    for label in labels:
+        if label not in combined.columns:
+            combined[label] = np.nan
+    combined = combined.loc[:, [*TABLE_COLUMNS, *labels]]
+    combined[list(labels)] = combined[list(labels)].astype(LABEL_DTYPE)
+    combined["follow_up"] = combined["follow_up"].astype("Int64")
+    return CatalogReport(
+        root=" + ".join(r.root for r in reports),
+        verified=all(r.verified for r in reports),
+        rows=sum(r.rows for r in reports),
+        images=len(combined),
+        problems=problems,
+        unverified_empty=[f"{k}/{n}" for k, r in zip(keys, reports) for n in r.unverified_empty],
+        seconds=sum(r.seconds for r in reports),
+        metadata_file=None,
+        lists=list_counts(combined),
+        table=combined,
     )
 
 

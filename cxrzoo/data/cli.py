@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cxrzoo.clickutil import ZooGroup
+from cxrzoo.data.options import data_options
 
 
 @click.group("data", cls=ZooGroup)
@@ -19,9 +20,13 @@ def data() -> None:
 
     \b
     cxrzoo data catalog ~/nih-chest-xrays --verify
+    cxrzoo data catalog --data ~/CheXpert-v1.0-small --data-option uncertain=ones
     cxrzoo data split ~/nih-chest-xrays --fraction 0.05
-    cxrzoo data synth out/phantoms --n 2000
+    cxrzoo data split --data ~/nih-chest-xrays --data ~/CheXpert-v1.0-small
+    cxrzoo data synth out/phantoms --n 2000 [--layout chexpert]
     cxrzoo data prepare ~/nih-chest-xrays --image-size 224
+
+    A folder's layout is detected; --dataset NAME forces a reader.
     """
 
 
@@ -29,10 +34,25 @@ def _echo_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, default=str))
 
 
-def _open(spec: str) -> Any:
+def _open(specs: tuple[str, ...], data: Any, dataset: Any, synthetic_n: int | None) -> Any:
+    """The source named by DATASET arguments and/or the shared data options."""
     from cxrzoo.data.base import open_dataset
+    from cxrzoo.data.options import dataset_options
+    from cxrzoo.data.spec import as_folders
 
-    return open_dataset(spec)
+    options = dataset_options(data or list(specs), dataset, synthetic_n) or {}
+    folders = [*specs, *as_folders(data)]
+    if not folders and dataset is None:
+        raise click.UsageError("Give a DATASET (a folder or a dataset name) or --data DIR")
+    if len(folders) > 1:
+        return open_dataset(folders, dataset=dataset, **options)
+    return open_dataset(folders[0] if folders else None, dataset=dataset, **options)
+
+
+def _label(specs: tuple[str, ...], data: Any) -> str:
+    from cxrzoo.data.spec import as_folders
+
+    return " ".join([*specs, *(f"--data {d}" for d in as_folders(data))])
 
 
 def _require_images(report: Any, dataset: str) -> Any:
@@ -49,7 +69,8 @@ def _progress() -> bool:
 
 
 @data.command("catalog")
-@click.argument("dataset")
+@click.argument("specs", metavar="[DATASET]...", nargs=-1)
+@data_options(sampling=False)
 @click.option("--verify", is_flag=True, help="Decode every image too (slower); leaves out bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads [one per CPU].")
@@ -58,10 +79,20 @@ def _progress() -> bool:
 )
 @click.option("--strict", is_flag=True, help="Exit with code 1 when any problem is found.")
 def catalog_cmd(
-    dataset: str, verify: bool, as_json: bool, workers: int | None, limit: int, strict: bool
+    specs: tuple[str, ...],
+    data: Any,
+    dataset: Any,
+    synthetic_n: int | None,
+    verify: bool,
+    as_json: bool,
+    workers: int | None,
+    limit: int,
+    strict: bool,
 ) -> None:
-    """Locate every image of DATASET (a folder or a dataset name) and report problems by name."""
-    report = _open(dataset).catalog(verify=verify, workers=workers, progress=_progress())
+    """Locate every image of DATASET (folders or a dataset name) and report problems by name."""
+    report = _open(specs, data, dataset, synthetic_n).catalog(
+        verify=verify, workers=workers, progress=_progress()
+    )
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -72,7 +103,8 @@ def catalog_cmd(
 
 
 @data.command("split")
-@click.argument("dataset")
+@click.argument("specs", metavar="[DATASET]...", nargs=-1)
+@data_options(sampling=False)
 @click.option(
     "--fraction",
     type=click.FloatRange(0, 1, min_open=True),
@@ -91,14 +123,24 @@ def catalog_cmd(
 @click.option("--verify", is_flag=True, help="Decode every image first and leave out bad ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print split sizes and label counts as JSON.")
 def split_cmd(
-    dataset: str, fraction: float, seed: int, val_fraction: float, verify: bool, as_json: bool
+    specs: tuple[str, ...],
+    data: Any,
+    dataset: Any,
+    synthetic_n: int | None,
+    fraction: float,
+    seed: int,
+    val_fraction: float,
+    verify: bool,
+    as_json: bool,
 ) -> None:
-    """Sample and split DATASET; prints each split's class distribution."""
+    """Sample and split DATASET (per source where there are several); prints each split's class
+    distribution."""
     from cxrzoo.data.splits import make_splits
 
-    source = _open(dataset)
+    source = _open(specs, data, dataset, synthetic_n)
+    label = _label(specs, data) or str(dataset)
     report = source.catalog(verify=verify, progress=_progress())
-    _require_images(report, dataset)
+    _require_images(report, label)
     splits = make_splits(report.table, fraction=fraction, seed=seed, val_fraction=val_fraction)
     if as_json:
         doc = splits.to_dict()
@@ -108,7 +150,7 @@ def split_cmd(
         return
     if report.problem_count:
         click.echo(
-            f"{report.problem_count} catalog problem(s); 'cxrzoo data catalog {dataset}' lists them", err=True
+            f"{report.problem_count} catalog problem(s); 'cxrzoo data catalog {label}' lists them", err=True
         )
     click.echo(splits.summary())
 
@@ -139,10 +181,25 @@ def _parse_prevalence(text: str | None) -> str | dict[str, float] | None:
     default=None,
     help="Finding prevalence: 'default', 'nih', 'uniform:P', or LABEL=P,... overriding the default.",
 )
-@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
-def synth_cmd(out: Path, n: int, size: int, seed: int, prevalence: str | None, test_fraction: float) -> None:
-    """Write N synthetic phantoms into OUT in the Kaggle layout of NIH ChestX-ray14."""
-    from cxrzoo.data.synthetic import resolve_prevalence, write_kaggle_layout
+@click.option(
+    "--test-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of patients in test_list.txt (nih14) or valid.csv (chexpert).",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["nih14", "chexpert"]),
+    default="nih14",
+    show_default=True,
+    help="Write as NIH's Kaggle release or as CheXpert-v1.0-small (with uncertain and blank labels).",
+)
+def synth_cmd(
+    out: Path, n: int, size: int, seed: int, prevalence: str | None, test_fraction: float, layout: str
+) -> None:
+    """Write N synthetic phantoms into OUT in the layout of NIH ChestX-ray14 (Kaggle) or CheXpert."""
+    from cxrzoo.data.synthetic import resolve_prevalence, write_layout
 
     value = _parse_prevalence(prevalence)
     try:
@@ -150,12 +207,19 @@ def synth_cmd(out: Path, n: int, size: int, seed: int, prevalence: str | None, t
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--prevalence") from None
     try:
-        folder = write_kaggle_layout(
-            out, n, size=size, seed=seed, prevalence=value, test_fraction=test_fraction, progress=_progress()
+        folder = write_layout(
+            out,
+            n,
+            layout=layout,
+            size=size,
+            seed=seed,
+            prevalence=value,
+            test_fraction=test_fraction,
+            progress=_progress(),
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Wrote {n} phantoms of {size}x{size} to {folder}")
+    click.echo(f"Wrote {n} phantoms of {size}x{size} in the {layout} layout to {folder}")
 
 
 def _split_specs(values: tuple[str, ...]) -> list[str]:
@@ -166,7 +230,8 @@ def _split_specs(values: tuple[str, ...]) -> list[str]:
 
 
 @data.command("prepare")
-@click.argument("dataset")
+@click.argument("datasets", metavar="[DATASET]...", nargs=-1)
+@data_options(sampling=False)
 @click.option("--image-size", type=click.IntRange(min=16), required=True, help="Side of the cached images.")
 @click.option(
     "--preprocessing",
@@ -183,7 +248,10 @@ def _split_specs(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--rebuild", is_flag=True, help="Build again even if a complete cache exists.")
 def prepare_cmd(
-    dataset: str,
+    datasets: tuple[str, ...],
+    data: Any,
+    dataset: Any,
+    synthetic_n: int | None,
     image_size: int,
     preprocessing: tuple[str, ...],
     workers: int | None,
@@ -199,8 +267,9 @@ def prepare_cmd(
     if not any(parse_spec(s).name == "scale" for s in specs):
         specs.append("scale")  # tensor steps do not change the cache; Preprocessing needs one
     pre = Preprocessing(specs, image_size=image_size)
-    source = _open(dataset)
-    table = _require_images(source.catalog(progress=_progress()), dataset).table
+    source = _open(datasets, data, dataset, synthetic_n)
+    report = source.catalog(progress=_progress())
+    table = _require_images(report, _label(datasets, data) or str(dataset)).table
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # failed images are listed below
         cache = build_cache(

@@ -22,14 +22,16 @@ import numpy as np
 import pandas as pd
 
 from cxrzoo.data.base import (
-    ROW_COLUMNS,
+    LABEL_DTYPE,
     TEST,
     TRAIN_VAL,
     DatasetError,
     DatasetSource,
     Inventory,
+    row_columns,
     scan_image_files,
 )
+from cxrzoo.data.csvfiles import parse_ages, parse_counts, read_csv_frame
 from cxrzoo.labels import LABELS, NO_FINDING
 
 #: Metadata files looked for, newest labels first.
@@ -43,12 +45,6 @@ LIST_FILES: dict[str, str] = {TRAIN_VAL: "train_val_list.txt", TEST: "test_list.
 BBOX_FILES: tuple[str, ...] = ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
 
 _REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
-_OPTIONAL = {
-    "Follow-up #": "follow_up",
-    "Patient Age": "age",
-    "Patient Gender": "sex",
-    "View Position": "view",
-}
 
 
 def find_metadata_file(root: Path) -> Path:
@@ -60,49 +56,45 @@ def find_metadata_file(root: Path) -> Path:
     raise DatasetError(f"No metadata file in {root}: expected one of {', '.join(METADATA_FILES)}")
 
 
-def read_metadata(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """One row per line of an NIH ``Data_Entry`` file, in :data:`~cxrzoo.data.base.ROW_COLUMNS`.
+def read_metadata(path: str | os.PathLike[str], problems: dict[str, list[Any]] | None = None) -> pd.DataFrame:
+    """One row per line of an NIH ``Data_Entry`` file, in :func:`~cxrzoo.data.base.row_columns`.
 
-    Findings are parsed into one 0/1 column per label; findings outside the 14 are kept as
-    text in ``unknown_labels`` so that the catalog can report the row.
+    Findings are parsed into one float 0/1 column per label; findings outside the 14 are kept as
+    text in ``unknown_labels`` so that the catalog can report the row. A row with more fields
+    than the header (a comma inside a field shifts every column after it) is left out and, like
+    an age or follow-up number that is not valid (set unknown), added to ``problems`` by line.
     """
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DatasetError(f"{path}: cannot be read as a CSV file ({exc})") from None
-    # The 2017 file's header ends with a comma, which pandas reads as a column "Unnamed: 11".
-    raw = raw.loc[:, [c for c in raw.columns if not str(c).startswith("Unnamed:")]]
+    problems = problems if problems is not None else {}
+    raw, row_numbers = read_csv_frame(path, problems)
     missing = [c for c in _REQUIRED if c not in raw.columns]
     if missing:
         raise DatasetError(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"found {', '.join(repr(c) for c in raw.columns)}"
+            f"found {', '.join(repr(c) for c in raw.columns if not str(c).startswith('Unnamed:'))}"
         )
     n = len(raw)
-    rows = pd.DataFrame(
-        {
-            "image": raw["Image Index"].str.strip().astype(object),
-            "patient": raw["Patient ID"].str.strip().astype(object),
-        }
-    )
-    # Ages are "57" in the Kaggle files and "057Y" in NIH's first release.
-    age = raw["Patient Age"] if "Patient Age" in raw else pd.Series([""] * n, dtype=str)
-    rows["age"] = pd.to_numeric(age.str.extract(r"(\d+(?:\.\d+)?)", expand=False), errors="coerce").astype(
-        "float64"
-    )
-    rows["sex"] = (raw["Patient Gender"] if "Patient Gender" in raw else pd.Series([""] * n)).astype(object)
-    rows["view"] = (raw["View Position"] if "View Position" in raw else pd.Series([""] * n)).astype(object)
+
+    def column(name: str) -> pd.Series:
+        if name not in raw.columns:
+            return pd.Series([""] * n, dtype=object)
+        return raw[name].str.strip().astype(object).reset_index(drop=True)
+
+    image = column("Image Index")
+    rows = pd.DataFrame({"image": image, "patient": column("Patient ID")})
+    rows["age"] = parse_ages(column("Patient Age"), image, row_numbers, problems, path)
+    rows["sex"] = column("Patient Gender")
+    rows["view"] = column("View Position")
     rows["list"] = pd.Series([None] * n, dtype=object)
-    follow = raw["Follow-up #"] if "Follow-up #" in raw else pd.Series([""] * n, dtype=str)
-    rows["follow_up"] = pd.to_numeric(follow, errors="coerce").astype("Int64")
-    onehot, unknown = parse_findings(raw["Finding Labels"])
+    rows["follow_up"] = parse_counts(column("Follow-up #"), image, row_numbers, problems, path, "Follow-up #")
+    findings = column("Finding Labels")
+    onehot, unknown = parse_findings(findings)
     for j, label in enumerate(LABELS):
-        rows[label] = onehot[:, j]
-    rows["row"] = np.arange(2, n + 2, dtype=np.int64)
+        rows[label] = onehot[:, j].astype(LABEL_DTYPE)
+    rows["row"] = row_numbers
     rows["unknown_labels"] = unknown
-    rows["finding_labels"] = raw["Finding Labels"].astype(object)
-    return rows.loc[:, list(ROW_COLUMNS)]
+    rows["finding_labels"] = findings
+    return rows.loc[:, row_columns(LABELS)]
 
 
 def parse_findings(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -127,28 +119,43 @@ def parse_findings(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
 
 
 def read_list(path: Path) -> list[str]:
-    """Image names of a split list file, one per line."""
-    return path.read_text().split()
+    """Image names of a split list file, one per line (UTF-8, with or without a BOM).
+
+    A folder in the list's place, or bytes that are not UTF-8, are a :class:`DatasetError`:
+    NIH image names are ASCII, so a file that does not decode is damaged or not a list, and
+    guessing another encoding would only turn that into names that match nothing.
+    """
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise DatasetError(f"{path} is {what}; expected a text file of image names, one per line")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); image names "
+            f"are ASCII, so the file is damaged or not a split list; save it as UTF-8"
+        ) from None
+    return text.split()
 
 
 class Nih14(DatasetSource):
     """NIH ChestX-ray14 in the Kaggle layout (or NIH's own box layout with one images/ folder)."""
 
-    def _folder(self) -> Path:
-        root = self.root
-        if root is None:
-            raise DatasetError("The nih14 dataset needs its folder: Nih14('/path/to/nih-chest-xrays')")
-        if not root.is_dir():
-            raise DatasetError(f"Dataset folder {root} does not exist")
-        return root
+    name: ClassVar[str] = "nih14"
+    labels: ClassVar[tuple[str, ...]] = LABELS
+
+    @classmethod
+    def detect(cls, root: Path) -> bool:
+        return _has_metadata(root)
 
     def inventory(self) -> Inventory:
         root = self._folder()
         metadata_file = find_metadata_file(root)
-        rows = read_metadata(metadata_file)
-        files = scan_image_files(root)
         problems: dict[str, list[Any]] = {}
-        lists = {key: root / name for key, name in LIST_FILES.items() if (root / name).is_file()}
+        rows = read_metadata(metadata_file, problems)
+        files = scan_image_files(root)
+        lists = {key: root / name for key, name in LIST_FILES.items() if os.path.lexists(root / name)}
         if lists:
             listed = {key: read_list(path) for key, path in lists.items()}
             train_val = pd.Index(listed.get(TRAIN_VAL, []))
@@ -192,7 +199,14 @@ class SyntheticSource(Nih14):
 
     Without a folder the phantoms are written once into the cxrzoo cache
     (``$CXRZOO_HOME/data/synthetic-n…``) and reused; with one, that folder is read as it is.
+    A folder of phantoms is detected as ``nih14`` (it is that layout), never as ``synthetic``.
     """
+
+    name: ClassVar[str] = "synthetic"
+
+    @classmethod
+    def detect(cls, root: Path) -> bool:
+        return False
 
     options_defaults: ClassVar[dict[str, Any]] = {"n": 2000, "size": 128, "seed": 0, "prevalence": None}
 

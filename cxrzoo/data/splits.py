@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrzoo.data.base import TEST, TRAIN_VAL
-from cxrzoo.labels import LABELS, NO_FINDING
+from cxrzoo.data.base import TEST, TRAIN_VAL, VAL, label_columns
+from cxrzoo.labels import NO_FINDING
 
 SPLIT_NAMES = ("train", "val", "test")
 # Guards ceil() against products such as 0.1 * 30 = 3.0000000000000004.
@@ -61,13 +61,23 @@ class Splits:
     def to_dict(self) -> dict[str, Any]:
         splits: dict[str, Any] = {}
         for name, df in self.items().items():
-            labels = df[list(LABELS)].sum().astype(int)
+            labels = label_columns(df)
+            values = df[labels].to_numpy(dtype=np.float64)
+            findings = [c for c in labels if c != NO_FINDING]
             splits[name] = {
                 "images": len(df),
                 "patients": int(df["patient"].nunique()),
-                "labels": {label: int(labels[label]) for label in LABELS},
-                "no_finding": int((df[list(LABELS)].sum(axis=1) == 0).sum()),
+                "labels": {label: int((values[:, j] == 1.0).sum()) for j, label in enumerate(labels)},
+                "no_finding": int((~(df[findings].to_numpy(dtype=np.float64) == 1.0).any(axis=1)).sum()),
             }
+            if np.isnan(values).any():
+                splits[name]["unknown"] = {
+                    label: int(np.isnan(values[:, j]).sum()) for j, label in enumerate(labels)
+                }
+            if "source" in df.columns and df["source"].nunique() > 1:
+                splits[name]["sources"] = {
+                    str(k): int(v) for k, v in df["source"].value_counts(sort=False).items()
+                }
         return {
             "fraction": self.fraction,
             "seed": self.seed,
@@ -88,29 +98,47 @@ def make_splits(
 ) -> Splits:
     """Sample ``fraction`` of each list by label and split train_val by patient.
 
-    ``table`` is a dataset table (:meth:`~cxrzoo.data.base.DatasetSource.table`). Where it has
-    no ``train_val``/``test`` lists, ``test_fraction`` of the images, chosen by patient, become
-    the test list first, and the summary says so. Deterministic for a given ``seed``.
+    ``table`` is a dataset table (:meth:`~cxrzoo.data.base.DatasetSource.table`), of one source
+    or of several (a ``source`` column with several values): each source is then split on its
+    own and the splits are joined. Stratification uses whatever label columns the table has,
+    counting 1 as positive and NaN as unknown (never as negative). A source's official lists are
+    honoured: ``test`` is kept as the test split, ``val`` (where a data set publishes a validation
+    split) as the validation split, and only ``train_val`` is split by patient. Without a
+    ``test`` list, ``test_fraction`` of the images (of train_val where there are lists), chosen by
+    patient, become the test split, and the notes say so. Deterministic for a given ``seed``.
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    sample_rng, val_rng, test_rng, fallback_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    if "source" in table.columns and table["source"].nunique(dropna=False) > 1:
+        return _splits_per_source(table, fraction, seed, val_fraction, test_fraction)
+    sample_rng, val_rng, test_rng, fallback_rng, official_val_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
     notes: list[str] = []
     lists = table["list"]
+    official_val: pd.DataFrame | None = None
     if lists.notna().any():
-        test_source = "the official test list"
         unlisted = int(lists.isna().sum())
         if unlisted:
             notes.append(f"{unlisted} image(s) in neither train_val_list.txt nor test_list.txt are not used")
         train_val = table.loc[lists == TRAIN_VAL]
-        test = table.loc[lists == TEST]
-        shared = set(train_val["patient"]) & set(test["patient"])
-        if shared:
-            notes.append(f"{len(shared)} patient(s) have images in both the train_val and the test list")
+        if (lists == VAL).any():
+            official_val = table.loc[lists == VAL]
+        if (lists == TEST).any():
+            test_source = "the official test list"
+            test = table.loc[lists == TEST]
+            shared = set(train_val["patient"]) & set(test["patient"])
+            if shared:
+                notes.append(f"{len(shared)} patient(s) have images in both the train_val and the test list")
+        else:
+            test_source = (
+                f"a patient-wise {test_fraction:g} of train_val (the data set publishes no test list)"
+            )
+            notes.append(f"no official test list: test is a patient-wise {test_fraction:g} of train_val")
+            n_test = math.ceil(test_fraction * len(train_val) - _EPS)
+            train_val, test = split_by_patient(train_val, n_test, fallback_rng)
     else:
         test_source = f"a patient-wise {test_fraction:g} of the images (no train_val/test lists)"
         notes.append(
@@ -122,13 +150,26 @@ def make_splits(
     if fraction < 1.0:
         train_val = stratified_sample(train_val, fraction, sample_rng)
         test = stratified_sample(test, fraction, test_rng)
-    n_val = math.ceil(val_fraction * len(train_val) - _EPS)
-    train, val = split_by_patient(train_val, n_val, val_rng)
-    if len(val) != n_val:
-        notes.append(f"validation has {len(val)} images, not {n_val}: patients cannot be divided exactly")
+        if official_val is not None:
+            official_val = stratified_sample(official_val, fraction, official_val_rng)
+    if official_val is not None:
+        train, val = train_val, official_val
+        notes.append("validation is the data set's official validation list")
+        shared = set(train["patient"]) & set(val["patient"])
+        if shared:
+            notes.append(
+                f"{len(shared)} patient(s) have images in both train_val and the official validation list"
+            )
+    else:
+        n_val = math.ceil(val_fraction * len(train_val) - _EPS)
+        train, val = split_by_patient(train_val, n_val, val_rng)
+        if len(val) != n_val:
+            notes.append(f"validation has {len(val)} images, not {n_val}: patients cannot be divided exactly")
     return Splits(
         train=train.reset_index(drop=True),
-        val=val.reset_index(drop=True),
+        val=val.sort_index().reset_index(drop=True)
+        if official_val is not None
+        else val.reset_index(drop=True),
         test=test.sort_index().reset_index(drop=True),
         fraction=fraction,
         seed=seed,
@@ -138,14 +179,45 @@ def make_splits(
     )
 
 
+def _splits_per_source(
+    table: pd.DataFrame, fraction: float, seed: int, val_fraction: float, test_fraction: float
+) -> Splits:
+    keys = list(dict.fromkeys(table["source"].tolist()))
+    parts = {
+        key: make_splits(
+            table.loc[table["source"] == key], fraction, seed, val_fraction, test_fraction=test_fraction
+        )
+        for key in keys
+    }
+    return Splits(
+        train=pd.concat([p.train for p in parts.values()], ignore_index=True),
+        val=pd.concat([p.val for p in parts.values()], ignore_index=True),
+        test=pd.concat([p.test for p in parts.values()], ignore_index=True),
+        fraction=fraction,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_source="; ".join(f"{key}: {p.test_source}" for key, p in parts.items()),
+        notes=tuple(f"{key}: {note}" for key, p in parts.items() for note in p.notes),
+    )
+
+
+def positives(table: pd.DataFrame, labels: list[str] | None = None) -> np.ndarray:
+    """Boolean ``[N, L]``: where a label is known positive (NaN, unknown, is not positive)."""
+    labels = label_columns(table) if labels is None else labels
+    return table[labels].to_numpy(dtype=np.float64) == 1.0
+
+
 def strata(table: pd.DataFrame) -> pd.Series:
     """Each image's rarest positive label (rarest within ``table``), or ``"No Finding"``."""
-    positives = table[list(LABELS)].to_numpy(dtype=bool)
-    rank = np.empty(len(LABELS), dtype=np.int64)
-    rank[np.argsort(positives.sum(axis=0), kind="stable")] = np.arange(len(LABELS))
-    ranked = np.where(positives, rank[None, :], len(LABELS))
-    rarest = np.asarray(LABELS, dtype=object)[ranked.argmin(axis=1)]
-    return pd.Series(np.where(positives.any(axis=1), rarest, NO_FINDING), index=table.index, dtype=object)
+    labels = [c for c in label_columns(table) if c != NO_FINDING]
+    pos = positives(table, labels)
+    if not labels:
+        return pd.Series(NO_FINDING, index=table.index, dtype=object)
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[np.argsort(pos.sum(axis=0), kind="stable")] = np.arange(len(labels))
+    ranked = np.where(pos, rank[None, :], len(labels))
+    rarest = np.asarray(labels, dtype=object)[ranked.argmin(axis=1)]
+    return pd.Series(np.where(pos.any(axis=1), rarest, NO_FINDING), index=table.index, dtype=object)
 
 
 def allocate(sizes: np.ndarray, total: int) -> np.ndarray:
@@ -209,19 +281,21 @@ def split_by_patient(
         return table, table.iloc[:0]
     patients, inverse = np.unique(table["patient"].astype(str).to_numpy(), return_inverse=True)
     n_patients = len(patients)
-    positives = table[list(LABELS)].to_numpy(dtype=np.int64)
+    labels = [c for c in label_columns(table) if c != NO_FINDING]
+    n_labels = len(labels)
+    pos = positives(table, labels).astype(np.int64)
     # Dimensions balanced between the sides: each label, images without findings, all images.
-    per_image = np.column_stack([positives, positives.sum(axis=1) == 0, np.ones(n, dtype=np.int64)])
+    per_image = np.column_stack([pos, pos.sum(axis=1) == 0, np.ones(n, dtype=np.int64)])
     per_patient = np.zeros((n_patients, per_image.shape[1]), dtype=np.float64)
     np.add.at(per_patient, inverse, per_image)
     images = per_patient[:, -1].astype(np.int64)
 
     totals = per_image.sum(axis=0).astype(np.float64)
-    label_totals = totals[: len(LABELS)]
-    rank = np.empty(len(LABELS), dtype=np.int64)
-    rank[np.argsort(label_totals, kind="stable")] = np.arange(len(LABELS))
-    ranked = np.where(per_patient[:, : len(LABELS)] > 0, rank[None, :], len(LABELS))
-    rarest_rank = ranked.min(axis=1)
+    label_totals = totals[:n_labels]
+    rank = np.empty(n_labels, dtype=np.int64)
+    rank[np.argsort(label_totals, kind="stable")] = np.arange(n_labels)
+    ranked = np.where(per_patient[:, :n_labels] > 0, rank[None, :], n_labels)
+    rarest_rank = ranked.min(axis=1) if n_labels else np.zeros(n_patients, dtype=np.int64)
     order = np.lexsort((rng.random(n_patients), rarest_rank))
 
     share = n_held / n
@@ -288,16 +362,38 @@ def _subset_with_sum(candidates: np.ndarray, sizes: np.ndarray, target: int, lim
 
 
 def class_distribution(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Positives per label, No Finding and all images per split, as counts and percentages."""
+    """Positives per label, No Finding and all images per split, as counts and percentages.
+
+    Labels are the label columns of the tables (their union, in order of appearance); NaN counts
+    as unknown, not negative. "No Finding" is the source's own column where it has one, else the
+    images without any positive label. Where labels are unknown for some images, an
+    "unknown" count per label follows in ``<split> unknown``.
+    """
+    labels: list[str] = []
+    for df in splits.values():
+        labels += [c for c in label_columns(df) if c not in labels]
+    own_no_finding = NO_FINDING in labels
+    labels = [c for c in labels if c != NO_FINDING]
+    index = [*labels, NO_FINDING, "Images"]
+    any_unknown = any(df[[c for c in labels if c in df]].isna().to_numpy().any() for df in splits.values())
     columns: dict[str, pd.Series] = {}
-    index = [*LABELS, NO_FINDING, "Images"]
     for name, df in splits.items():
-        counts = df[list(LABELS)].sum().astype(int)
-        counts[NO_FINDING] = int((df[list(LABELS)].sum(axis=1) == 0).sum())
+        present = [c for c in labels if c in df]
+        values = df[present].to_numpy(dtype=np.float64)
+        counts = pd.Series((values == 1.0).sum(axis=0), index=present, dtype=np.int64).reindex(
+            labels, fill_value=0
+        )
+        if own_no_finding and NO_FINDING in df:
+            counts[NO_FINDING] = int((df[NO_FINDING].to_numpy(dtype=np.float64) == 1.0).sum())
+        else:
+            counts[NO_FINDING] = int((~(values == 1.0).any(axis=1)).sum())
         counts["Images"] = len(df)
         counts = counts.reindex(index)
         columns[name] = counts
         columns[f"{name} %"] = (100.0 * counts / max(len(df), 1)).round(1)
+        if any_unknown:
+            unknown = pd.Series(np.isnan(values).sum(axis=0), index=present, dtype=np.int64)
+            columns[f"{name} unknown"] = unknown.reindex(index, fill_value=0)
     return pd.DataFrame(columns, index=pd.Index(index, name="finding"))
 
 

@@ -60,6 +60,34 @@ _FIELD_OF_VIEW_MM = 350.0
 _DEMOGRAPHICS_KEY = 1
 _SPLIT_KEY = 2
 _VIEW_KEY = 3
+_CHEXPERT_KEY = 4
+
+#: CheXpert's 14 label columns in the order its train.csv and valid.csv publish them.
+CHEXPERT_LABELS: tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+#: Folder name CheXpert's ``Path`` column starts with (the downsampled release's).
+CHEXPERT_FOLDER = "CheXpert-v1.0-small"
+#: How a drawn finding is written in the CheXpert layout's train.csv: the share of positives
+#: written uncertain (-1) and of negatives written 0 (explicitly negative) or -1; the other
+#: negatives are blank (not mentioned), as CheXpert's labeler leaves most findings.
+CHEXPERT_UNCERTAIN_POSITIVE = 0.15
+CHEXPERT_NEGATIVE_ZERO = 0.4
+CHEXPERT_UNCERTAIN_NEGATIVE = 0.1
+LAYOUTS: tuple[str, ...] = ("nih14", "chexpert")
 
 _IDX = {name: i for i, name in enumerate(LABELS)}
 
@@ -747,23 +775,9 @@ def write_kaggle_layout(
     place, so a reader never sees half a dataset; an existing non-empty ``out`` is refused.
     """
     out = Path(out)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _check_size(size)
-    if images_per_patient < 1:
-        raise ValueError(f"images_per_patient must be >= 1, got {images_per_patient}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"Refusing to write the dataset into {out}: it exists and is not an empty folder")
+    _check_layout_args(out, n, size, images_per_patient, test_fraction)
     prev = resolve_prevalence(prevalence)
-
-    n_patients = -(-n // images_per_patient)
-    n_test = round(test_fraction * n_patients)
-    if test_fraction > 0 and n_patients >= 2:
-        n_test = min(max(n_test, 1), n_patients - 1)
-    split_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_KEY, n_patients)))
-    test_patients = set((split_rng.permutation(n_patients)[:n_test] + 1).tolist())
+    test_patients = _test_patients(n, seed, test_fraction, images_per_patient)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -804,6 +818,132 @@ def write_kaggle_layout(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def write_chexpert_layout(
+    out: str | os.PathLike[str],
+    n: int,
+    *,
+    size: int = 128,
+    seed: int = 0,
+    prevalence: str | Mapping[str, float] | None = None,
+    test_fraction: float = 0.2,
+    images_per_patient: int = 2,
+    progress: bool = False,
+) -> Path:
+    """Write ``n`` phantoms as CheXpert-v1.0-small is published and return the folder.
+
+    The images and their findings are those of :func:`write_kaggle_layout` with the same
+    arguments (stored as JPEG, as CheXpert's are). Layout: ``train.csv`` and ``valid.csv`` with
+    CheXpert's header (``Path,Sex,Age,Frontal/Lateral,AP/PA`` and its 14 labels) and
+    ``train/patientNNNNN/studyK/view1_frontal.jpg`` (``valid/…`` for about ``test_fraction`` of the
+    patients, CheXpert's official validation set). A drawn finding fills the CheXpert column the
+    vocabulary says is the same finding (Effusion -> "Pleural Effusion" …): in train.csv positives
+    are 1.0 or, for some, uncertain -1.0; negatives are 0.0, blank or, for some, -1.0; valid.csv
+    holds 0.0 / 1.0 as CheXpert's radiologist-labelled validation set does. CheXpert findings the
+    phantoms never draw (Lung Opacity, Fracture …) are blank everywhere; "No Finding" is 1.0 on
+    phantoms without any finding (0.0 on the others in valid.csv, blank in train.csv).
+    The answers are known: the NIH-layout labels of the same seed.
+    """
+    from cxrzoo.labels import canonical
+
+    out = Path(out)
+    _check_layout_args(out, n, size, images_per_patient, test_fraction)
+    prev = resolve_prevalence(prevalence)
+    source_of = {
+        j: _IDX[canonical(name)] for j, name in enumerate(CHEXPERT_LABELS) if canonical(name) in _IDX
+    }
+    test_patients = _test_patients(n, seed, test_fraction, images_per_patient)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    header = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(CHEXPERT_LABELS)
+    try:
+        lines = {"train": [header], "valid": [header]}
+        demographics: tuple[int, str] = (0, "")
+        phantoms = _iter_phantoms(n, size, seed, prev)
+        if progress:
+            from tqdm import tqdm
+
+            phantoms = tqdm(phantoms, total=n, desc="phantoms", unit="img")
+        for i, (image, labels) in enumerate(phantoms):
+            patient, follow_up = i // images_per_patient + 1, i % images_per_patient
+            if follow_up == 0:
+                demographics = _patient_demographics(seed, patient)
+            age, sex = demographics
+            split = "valid" if patient in test_patients else "train"
+            rel = f"{split}/patient{patient:05d}/study{follow_up + 1}/view1_frontal.jpg"
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+                raise OSError(f"could not write {path}")
+            codes = _chexpert_codes(labels, source_of, seed, i, official=split == "valid")
+            sex_text = "Male" if sex == "M" else "Female"
+            lines[split].append(
+                f"{CHEXPERT_FOLDER}/{rel},{sex_text},{age},Frontal,{_view_position(seed, i)},{','.join(codes)}"
+            )
+        (tmp / "train.csv").write_text("\n".join(lines["train"]) + "\n", newline="\n")
+        (tmp / "valid.csv").write_text("\n".join(lines["valid"]) + "\n", newline="\n")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _chexpert_codes(
+    labels: np.ndarray, source_of: dict[int, int], seed: int, index: int, *, official: bool
+) -> list[str]:
+    """CheXpert's cell texts for one phantom: "1.0", "0.0", "-1.0" or "" (blank)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_CHEXPERT_KEY, index)))
+    draws = rng.random(len(CHEXPERT_LABELS))  # one per column whatever the labels: a stable stream
+    codes = [""] * len(CHEXPERT_LABELS)
+    normal = not labels.any()
+    for j, name in enumerate(CHEXPERT_LABELS):
+        if name == NO_FINDING:
+            codes[j] = "1.0" if normal else ("0.0" if official else "")
+        elif j in source_of:
+            positive = bool(labels[source_of[j]])
+            if official:
+                codes[j] = "1.0" if positive else "0.0"
+            elif positive:
+                codes[j] = "-1.0" if draws[j] < CHEXPERT_UNCERTAIN_POSITIVE else "1.0"
+            elif draws[j] < CHEXPERT_UNCERTAIN_NEGATIVE:
+                codes[j] = "-1.0"
+            elif draws[j] < CHEXPERT_UNCERTAIN_NEGATIVE + CHEXPERT_NEGATIVE_ZERO:
+                codes[j] = "0.0"
+    return codes
+
+
+def write_layout(out: str | os.PathLike[str], n: int, *, layout: str = "nih14", **kwargs: Any) -> Path:
+    """Write phantoms in ``layout`` (``nih14`` or ``chexpert``); see the two writers."""
+    if layout == "nih14":
+        return write_kaggle_layout(out, n, **kwargs)
+    if layout == "chexpert":
+        return write_chexpert_layout(out, n, **kwargs)
+    raise ValueError(f"Unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+
+
+def _check_layout_args(out: Path, n: int, size: int, images_per_patient: int, test_fraction: float) -> None:
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _check_size(size)
+    if images_per_patient < 1:
+        raise ValueError(f"images_per_patient must be >= 1, got {images_per_patient}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"Refusing to write the dataset into {out}: it exists and is not an empty folder")
+
+
+def _test_patients(n: int, seed: int, test_fraction: float, images_per_patient: int) -> set[int]:
+    n_patients = -(-n // images_per_patient)
+    n_test = round(test_fraction * n_patients)
+    if test_fraction > 0 and n_patients >= 2:
+        n_test = min(max(n_test, 1), n_patients - 1)
+    split_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_KEY, n_patients)))
+    return set((split_rng.permutation(n_patients)[:n_test] + 1).tolist())
 
 
 def _patient_demographics(seed: int, patient: int) -> tuple[int, str]:

@@ -4,68 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from cxrzoo.clickutil import ZooCommand
-
-
-class _Fraction(click.ParamType):
-    """A share in (0, 1]: NaN and infinities are refused, which FloatRange lets through."""
-
-    name = "fraction"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        import math
-
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or not 0 < number <= 1:
-            self.fail(f"{value!r} is not in (0, 1]", param, ctx)
-        return number
-
-
-FRACTION = _Fraction()
-#: Seeds numpy and torch both accept.
-SEED = click.IntRange(0, 2**32 - 1)
-
-
-def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that say which data to use, shared by train, crossval and evaluate."""
-    options = [
-        click.option(
-            "--data", type=click.Path(file_okay=False), help="NIH ChestX-ray14 folder (Kaggle layout)."
-        ),
-        click.option("--dataset", help="A registered dataset instead of --data (default: synthetic)."),
-        click.option(
-            "--synthetic-n", type=click.IntRange(min=1), help="Number of synthetic phantoms (default 2000)."
-        ),
-        click.option(
-            "--fraction",
-            type=FRACTION,
-            default=1.0,
-            show_default=True,
-            help="Share of train_val and of test to use, stratified by label.",
-        ),
-        click.option("--seed", type=SEED, default=0, show_default=True),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def dataset_options(data: str | None, dataset: str | None, synthetic_n: int | None) -> dict[str, Any] | None:
-    if data and dataset:
-        raise click.UsageError("Give --data or --dataset, not both")
-    if synthetic_n is not None:
-        if data or (dataset and dataset != "synthetic"):
-            raise click.UsageError("--synthetic-n only applies to the synthetic dataset")
-        return {"n": synthetic_n}
-    return None
+from cxrzoo.data.options import data_options, dataset_options
 
 
 def split_settings(

@@ -14,8 +14,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +21,7 @@ import pandas as pd
 import torch
 
 from cxrzoo.config import ModelConfig
+from cxrzoo.data.spec import DataSpec, SplitTables, load_splits
 from cxrzoo.errors import UserError
 from cxrzoo.model import TrainingContext, ZooModel
 from cxrzoo.training.distributed import DistContext
@@ -32,75 +31,6 @@ from cxrzoo.training.spec import RunSpec
 from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
 
 Echo = Callable[[str], None]
-
-
-@dataclass
-class DataSpec:
-    """Which data a model is trained or evaluated on; recorded in the model's config."""
-
-    data: str | None = None  # a folder in the Kaggle layout
-    dataset: str | None = None  # a registered dataset name (default: synthetic)
-    options: dict[str, Any] | None = None  # options of that dataset (e.g. n, size, seed)
-    fraction: float = 1.0
-    seed: int = 0
-    val_fraction: float = 0.2
-
-    def open(self):
-        from cxrzoo.data.base import open_dataset
-
-        spec = str(Path(self.data).expanduser()) if self.data else self.dataset
-        return open_dataset(spec, **(self.options or {}))
-
-    @property
-    def name(self) -> str:
-        return "nih14" if self.data and not self.dataset else (self.dataset or "synthetic")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.name,
-            "data": str(Path(self.data).expanduser().resolve()) if self.data else None,
-            "options": self.options or {},
-            "fraction": self.fraction,
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-        }
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> DataSpec:
-        data = doc.get("data")
-        return cls(
-            data=data,
-            dataset=None if data else doc.get("dataset"),
-            options=doc.get("options") or None,
-            fraction=doc.get("fraction", 1.0),
-            seed=doc.get("seed", 0),
-            val_fraction=doc.get("val_fraction", 0.2),
-        )
-
-
-@dataclass
-class SplitTables:
-    train: pd.DataFrame
-    val: pd.DataFrame
-    test: pd.DataFrame
-    summary: dict[str, Any]
-
-
-def load_splits(spec: DataSpec, *, echo: Echo = print) -> SplitTables:
-    """Catalogue the data set and split it (sample ``fraction``, 80/20 by patient, test list)."""
-    from cxrzoo.data.splits import make_splits
-
-    source = spec.open()
-    report = source.catalog()
-    if report.problem_count:
-        echo(
-            f"{source.describe()}: {report.problem_count} problem(s) found; continuing with the "
-            f"{report.images} usable images ('cxrzoo data catalog' lists them)"
-        )
-    splits = make_splits(
-        source.table(), fraction=spec.fraction, seed=spec.seed, val_fraction=spec.val_fraction
-    )
-    return SplitTables(splits.train, splits.val, splits.test, splits.to_dict())
 
 
 def arrays_for(
@@ -570,6 +500,7 @@ def crossval_model(
 
 __all__ = [
     "DataSpec",
+    "SplitTables",
     "arrays_for",
     "calibrate_and_score",
     "crossval_model",

@@ -56,7 +56,7 @@ class RunSpec:
 def resolve_run(
     model_name: str,
     *,
-    data: str | os.PathLike[str] | None = None,
+    data: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
     dataset: str | None = None,
     dataset_options: dict[str, Any] | None = None,
     fraction: float = 1.0,
@@ -72,8 +72,8 @@ def resolve_run(
 ) -> RunSpec:
     """Resolve a run's every default and check every value; raises before any work."""
     from cxrzoo import store
+    from cxrzoo.data.spec import DataSpec, as_data
     from cxrzoo.plugins import models
-    from cxrzoo.training.run import DataSpec
 
     cls = models.get(model_name)
     run_name = model_name if name is None else name
@@ -84,7 +84,7 @@ def resolve_run(
         recipe_obj = recipe_obj.replace(**recipe_overrides)
     overrides = dict(config_overrides or {})
     spec = DataSpec(
-        data=os.fspath(data) if data is not None else None,
+        data=as_data(data),
         dataset=dataset,
         options=dataset_options,
         fraction=fraction,
