@@ -109,6 +109,11 @@ class ZooModel(nn.Module):
         """Findings this model treats as rare (reported as a group by evaluation); none by default."""
         return ()
 
+    def training_record(self) -> dict[str, Any]:
+        """Facts about how this model was built, recorded under ``training`` in config.json
+        (for a composite: its members)."""
+        return {}
+
     def card_facts(self) -> dict[str, str]:
         """Extra ``{heading: markdown}`` sections for the model card (members, heads …)."""
         return {}

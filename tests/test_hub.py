@@ -434,7 +434,9 @@ def test_misbehaving_hub_ends_in_bounded_time_with_one_line(
         before = snapshot(existing)
     hub_server.fault = fault
     command, args = (
-        (push_command, ["tiny", REPO]) if action == "push" else (pull_command, [REPO, "--name", "victim"])
+        (push_command, ["tiny", REPO])
+        if action == "push"
+        else (pull_command, [REPO, "--name", "victim", "--force"])
     )
 
     start = time.monotonic()

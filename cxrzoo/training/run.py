@@ -340,6 +340,7 @@ def finish_model(
                     k: {"images": v.get("images"), "patients": v.get("patients")} for k, v in counts.items()
                 },
                 **training,
+                **model.training_record(),
             },
             "metrics": metrics,
         }

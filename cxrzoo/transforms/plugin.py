@@ -10,8 +10,11 @@ from cxrzoo.hookspecs import Register, hookimpl
 
 #: name -> (class in cxrzoo.transforms, one-line description)
 TRANSFORMS: dict[str, tuple[str, str]] = {
-    "center_crop": ("image:CenterCrop", "Crop the largest centred square (non-square images)."),
-    "letterbox": ("image:Letterbox", "Pad to a square with the border's median grey (or a fixed grey)."),
+    "center_crop": ("image:CenterCrop", "Crop the largest centred square (a no-op on square images)."),
+    "letterbox": (
+        "image:Letterbox",
+        "Pad to a square, centred, with the median grey of the image's border (or 0, or a level).",
+    ),
     "resize": ("image:Resize", "Resize to image_size x image_size (area interpolation when shrinking)."),
     "clahe": ("image:Clahe", "Contrast-limited adaptive histogram equalisation."),
     "histeq": ("image:HistEq", "Global histogram equalisation."),

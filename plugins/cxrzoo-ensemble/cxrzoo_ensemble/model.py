@@ -98,6 +98,9 @@ class Ensemble(ZooModel):
     def combine_members(self, probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.combine(probabilities)
 
+    def training_record(self) -> dict[str, Any]:
+        return {"members": list(self.config.members)}
+
     def card_facts(self) -> dict[str, str]:
         total = float(self.member_weights.sum()) or 1.0
         rows = ["| member | architecture | weight |", "| --- | --- | --- |"]
