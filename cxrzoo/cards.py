@@ -140,8 +140,13 @@ def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
     architecture = str(config_doc.get("architecture") or getattr(model, "architecture", "") or "model")
     metadata = getattr(model, "metadata", None) or {}
     name = str(metadata.get("name") or f"cxrzoo-{architecture}")
-    context = card_context(config_doc, name=name)
-    body = fill(card_source(architecture), context)
+    # A model adds the sections only it knows (its members, its rare findings …) through
+    # ZooModel.card_facts; without the model they read "not recorded".
+    facts = model.card_facts() if model is not None and hasattr(model, "card_facts") else None
+    if facts is None:
+        facts = _config_facts(architecture, config_doc.get("config"))
+    context = {**card_context(config_doc, name=name), **(facts or {})}
+    body = fill(card_source(architecture), context, strict=facts is not None)
     training = config_doc.get("training") or {}
     dataset = training.get("dataset")
     datasets = [DATASETS[dataset][0]] if dataset in HUB_DATASETS else None
@@ -153,6 +158,22 @@ def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
         eval_results=eval_results(config_doc),
         metrics=["roc_auc", "f1", "precision", "recall"] if config_doc.get("metrics") else None,
     )
+
+
+def _config_facts(architecture: str, config: Any) -> dict[str, str] | None:
+    """The card facts of a config.json's config, built with the model's config class (no
+    torch); None when that is not possible (an unknown model, a config that does not fit)."""
+    from cxrzoo import plugins
+
+    if not isinstance(config, Mapping) or architecture not in plugins.models:
+        return None
+    try:
+        cls = plugins.model_config_class(architecture)
+        return cls.from_dict(
+            {k: v for k, v in config.items() if k != "pretrained" or v is False}
+        ).card_facts()
+    except Exception:  # a card is still written without these sections
+        return None
 
 
 def build_model_card(
@@ -186,11 +207,14 @@ def build_model_card(
     return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
 
 
-def fill(source: str, context: Mapping[str, str]) -> str:
-    """Replace every ``{{ key }}`` in ``source``; an unknown key is an error, not a blank."""
+def fill(source: str, context: Mapping[str, str], *, strict: bool = True) -> str:
+    """Replace every ``{{ key }}`` in ``source``; an unknown key is an error (``strict``) or
+    reads "not recorded"."""
 
     def value(match: re.Match[str]) -> str:
         key = match.group(1)
+        if key not in context and not strict:
+            return _MISSING
         if key not in context:
             raise KeyError(f"model card placeholder {{{{ {key} }}}} is unknown; known: {sorted(context)}")
         return context[key]
@@ -245,8 +269,6 @@ def card_context(config_doc: Mapping[str, Any], *, name: str) -> dict[str, str]:
         "data": _data(config_doc),
         "config": _config(config),
         "weights": _weights(config_doc),
-        "rare_labels": ", ".join(config.get("rare_labels") or []) or _MISSING,
-        "members": _members(config),
     }
 
 
@@ -453,31 +475,16 @@ def _count(value: Any) -> str:
 
 def _config(config: Mapping[str, Any]) -> str:
     shown = {
-        k: v for k, v in config.items() if k not in {"labels", "thresholds", "preprocessing", "member_specs"}
+        k: v
+        for k, v in config.items()
+        # Nested records (a composite's member configs …) belong to sections of their own.
+        if k not in {"labels", "thresholds", "preprocessing"}
+        and not (isinstance(v, list | tuple) and any(isinstance(x, dict) for x in v))
     }
     if not shown:
         return "Defaults."
     lines = ["| Option | Value |", "|---|---|"]
     lines += [f"| {key} | {_code(value)} |" for key, value in shown.items()]
-    return "\n".join(lines)
-
-
-def _members(config: Mapping[str, Any]) -> str:
-    members = config.get("members") or []
-    if not members:
-        return "No members recorded."
-    specs = config.get("member_specs") or []
-    weights = config.get("weights")
-    total = sum(weights) if weights else len(members)
-    lines = ["| Member | Architecture | Weight |", "|---|---|---:|"]
-    for i, member in enumerate(members):
-        arch = (
-            specs[i].get("architecture", _MISSING)
-            if i < len(specs) and isinstance(specs[i], dict)
-            else _MISSING
-        )
-        weight = (weights[i] if weights else 1.0) / total if total else 0.0
-        lines.append(f"| {member} | `{arch}` | {weight:.3f} |")
     return "\n".join(lines)
 
 

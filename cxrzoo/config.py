@@ -112,6 +112,11 @@ class ModelConfig:
             raise ConfigError(f"thresholds has {len(self.thresholds)} values for {len(self.labels)} labels")
         check_fields(self, type(self).bounds, what="model config")
 
+    def card_facts(self) -> dict[str, str]:
+        """Markdown for placeholders only this model's card source uses (``{{ members }}``,
+        ``{{ rare_labels }}`` …); a subclass adds its own."""
+        return {}
+
     def for_data(self: C, label_prevalence: dict[str, float]) -> C:
         """The config to train with, given the training split's label prevalence.
 

@@ -115,8 +115,9 @@ class ZooModel(nn.Module):
         return {}
 
     def card_facts(self) -> dict[str, str]:
-        """Extra ``{heading: markdown}`` sections for the model card (members, heads …)."""
-        return {}
+        """Markdown for the placeholders of this model's card source; by default its config's
+        (:meth:`ModelConfig.card_facts`), which a card rendered from config.json alone uses too."""
+        return self.config.card_facts()
 
     # -- shared behaviour ---------------------------------------------------------------
     @property

@@ -20,6 +20,19 @@ class EnsembleConfig(ModelConfig):
     weights: tuple[float, ...] | None = None
     member_specs: tuple[dict, ...] = ()
 
+    def card_facts(self) -> dict[str, str]:
+        """The ``{{ members }}`` section of the ensemble's card: each member and its weight."""
+        if not self.members:
+            return {"members": "No members recorded."}
+        weights = list(self.weights) if self.weights is not None else [1.0] * len(self.members)
+        total = sum(weights) or 1.0
+        lines = ["| Member | Architecture | Weight |", "|---|---|---:|"]
+        for i, name in enumerate(self.members):
+            spec = self.member_specs[i] if i < len(self.member_specs) else {}
+            arch = spec.get("architecture", "not recorded") if isinstance(spec, dict) else "not recorded"
+            lines.append(f"| {name} | `{arch}` | {weights[i] / total:.3f} |")
+        return {"members": "\n".join(lines)}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.members:

@@ -101,15 +101,6 @@ class Ensemble(ZooModel):
     def training_record(self) -> dict[str, Any]:
         return {"members": list(self.config.members)}
 
-    def card_facts(self) -> dict[str, str]:
-        total = float(self.member_weights.sum()) or 1.0
-        rows = ["| member | architecture | weight |", "| --- | --- | --- |"]
-        for name, member, weight in zip(
-            self.config.members, self.members, self.member_weights.tolist(), strict=True
-        ):
-            rows.append(f"| `{name}` | `{member.architecture}` | {weight / total:.3f} |")
-        return {"Members": "\n".join(rows)}
-
     @classmethod
     def tiny_config(cls) -> EnsembleConfig:
         from cxrzoo.plugins import models

@@ -32,6 +32,9 @@ class RareDiseaseConfig(ModelConfig):
     replay_weight: float = 0.5
     dropout: float = 0.3
 
+    def card_facts(self) -> dict[str, str]:
+        return {"rare_labels": ", ".join(self.rare_labels)}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [r for r in self.rare_labels if r not in self.labels]
