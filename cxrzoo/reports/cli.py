@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from cxrzoo.clickutil import ZooCommand
-from cxrzoo.training.cli import dataset_options
+from cxrzoo.data.options import FRACTION, SEED, data_options, dataset_options
 
 
 def _device(device: str | None) -> str:
@@ -22,17 +22,13 @@ def _device(device: str | None) -> str:
 def _eval_options(func: Any) -> Any:
     for option in reversed(
         [
+            # --data (repeatable, layout detected), --dataset, --data-option, --synthetic-n:
+            # the same as train's. Without them a model is evaluated on its training data.
+            data_options(sampling=False),
             click.option(
-                "--data", type=click.Path(file_okay=False), help="NIH folder (default: the training data)."
+                "--fraction", type=FRACTION, help="Default: the training fraction (or 1.0 with --data)."
             ),
-            click.option("--dataset", help="A registered dataset instead of --data."),
-            click.option("--synthetic-n", type=int),
-            click.option(
-                "--fraction",
-                type=click.FloatRange(0, 1, min_open=True),
-                help="Default: the training fraction (or 1.0 with --data).",
-            ),
-            click.option("--seed", type=int, help="Default: the training seed."),
+            click.option("--seed", type=SEED, help="Default: the training seed."),
             click.option(
                 "--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True
             ),

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxrzoo.data.spec import DataSpec, load_splits
 from cxrzoo.labels import DEFAULT_RARE
 from cxrzoo.model import ZooModel
-from cxrzoo.training.run import DataSpec, load_splits, predict_table
+from cxrzoo.training.run import predict_table
 
 Echo = Callable[[str], None]
 SPLITS = ("test", "val", "train")

@@ -10,47 +10,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-
-@dataclass
-class ArrayData:
-    """Preprocessed images with their labels ``[N, L]``, names and patients.
-
-    ``images`` is a ``uint8`` array ``[M, S, S]`` (usually the cache's memory map) and
-    ``rows`` says which of its rows belong to this set, in order, so that splits share one
-    cache without copying it.
-    """
-
-    images: np.ndarray
-    rows: np.ndarray
-    labels: np.ndarray
-    names: list[str]
-    patients: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        self.rows = np.asarray(self.rows, dtype=np.int64)
-        if not len(self.rows) == len(self.labels) == len(self.names):
-            raise ValueError(
-                f"rows ({len(self.rows)}), labels ({len(self.labels)}) and names "
-                f"({len(self.names)}) differ in length"
-            )
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def subset(self, index: np.ndarray) -> ArrayData:
-        index = np.asarray(index, dtype=np.int64)
-        return ArrayData(
-            self.images,
-            self.rows[index],
-            self.labels[index],
-            [self.names[i] for i in index],
-            None if self.patients is None else [self.patients[i] for i in index],
-        )
+from cxrzoo.data.arrays import ArrayData
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool, rank: int = 0, world: int = 1) -> np.ndarray:

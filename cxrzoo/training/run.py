@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,47 +20,16 @@ import pandas as pd
 import torch
 
 from cxrzoo.config import ModelConfig
+from cxrzoo.data.arrays import ArrayData, arrays_for
 from cxrzoo.data.spec import DataSpec, SplitTables, load_splits
 from cxrzoo.errors import UserError
 from cxrzoo.model import TrainingContext, ZooModel
 from cxrzoo.training.distributed import DistContext
-from cxrzoo.training.loader import ArrayData
 from cxrzoo.training.recipes import Recipe
 from cxrzoo.training.spec import RunSpec
 from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
 
 Echo = Callable[[str], None]
-
-
-def arrays_for(
-    table: pd.DataFrame,
-    config: ModelConfig,
-    *,
-    echo: Echo = print,
-    workers: int | None = None,
-    progress: bool = True,
-) -> ArrayData:
-    """Preprocess ``table``'s images as ``config`` says (cached) and line up their labels.
-
-    Images that fail to decode are reported by name and left out.
-    """
-    from cxrzoo.data.cache import build_cache
-    from cxrzoo.transforms import Preprocessing
-
-    prep = Preprocessing.from_config(config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unreadable images are reported below, once
-        cache = build_cache(table, prep, workers=workers, progress=progress)
-    if cache.failed:
-        shown = ", ".join(f"{n} ({r})" for n, r in list(cache.failed.items())[:10])
-        more = f" and {len(cache.failed) - 10} more" if len(cache.failed) > 10 else ""
-        echo(f"Skipped {len(cache.failed)} unreadable image(s): {shown}{more}")
-    keep = table[~table["image"].isin(cache.failed)]
-    rows = cache.indices(keep["image"].tolist())
-    from cxrzoo.labels import table_targets
-
-    labels = table_targets(keep, config.labels)
-    return ArrayData(cache.images, rows, labels, keep["image"].tolist(), keep["patient"].astype(str).tolist())
 
 
 def predict_table(
