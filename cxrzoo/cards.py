@@ -223,8 +223,13 @@ def fill(source: str, context: Mapping[str, str], *, strict: bool = True) -> str
 
 
 def eval_results(config_doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The AUROCs as ``EvalResult`` keyword arguments: macro first, then one per finding."""
-    metrics = config_doc.get("metrics") or {}
+    """The AUROCs as ``EvalResult`` keyword arguments: macro first, then one per finding.
+
+    The held-out evaluation when one is recorded (what the Hub should show), else the
+    validation metrics under their split's name.
+    """
+    evaluation = config_doc.get("evaluation") or {}
+    metrics = evaluation if evaluation.get("per_class") else (config_doc.get("metrics") or {})
     dataset_key = str(metrics.get("dataset") or (config_doc.get("training") or {}).get("dataset") or "")
     if not metrics or not dataset_key:
         return []
@@ -308,9 +313,14 @@ def _summary(doc: Mapping[str, Any]) -> str:
     if training.get("seed") is not None:
         text += f" with seed {training['seed']}"
     text += "."
+    evaluation = doc.get("evaluation") or {}
+    held_out = _number(evaluation.get("macro_auroc"))
     macro = _number(metrics.get("macro_auroc"))
+    if held_out is not None:
+        text += f" Held-out macro AUROC **{held_out:.3f}** on the {evaluation.get('split')} split."
     if macro is not None:
-        text += f" Macro AUROC **{macro:.3f}** on the {metrics.get('split', 'held-out')} split."
+        which = "validation (selection)" if metrics.get("split") == "val" else str(metrics.get("split"))
+        text += f" Macro AUROC {macro:.3f} on the {which} split."
     if training.get("dataset") == "synthetic":
         text += (
             " The synthetic phantoms only exercise the pipeline: these weights have never seen a "
@@ -319,37 +329,77 @@ def _summary(doc: Mapping[str, Any]) -> str:
     return text
 
 
-def _metrics_table(doc: Mapping[str, Any]) -> str:
-    metrics = doc.get("metrics") or {}
+#: Metrics every table shows; any other metric that was computed gets a column of its own.
+_TABLE_METRICS = ("auroc", "f1", "precision", "recall")
+_NOT_COLUMNS = {"average_precision", "specificity", "brier", "ece"}
+
+
+def _metric_rows(metrics: Mapping[str, Any]) -> list[str]:
+    """A per-finding table of ``metrics`` (an evaluation's metrics.json layout)."""
     per_class = metrics.get("per_class") or {}
-    if not per_class and metrics.get("macro_auroc") is None:
-        return "No evaluation is recorded for this model."
-    dataset = DATASETS.get(str(metrics.get("dataset")), (None, metrics.get("dataset") or "unrecorded data"))[
-        1
-    ]
+    ran = [m for m in metrics.get("metrics") or [] if m not in _TABLE_METRICS and m not in _NOT_COLUMNS]
     # Positive counts tell how much to trust a finding's numbers (rare findings have few).
     counts = any(isinstance((v or {}).get("positives"), int) for v in per_class.values())
-    lines = [
-        f"Measured on the **{metrics.get('split', 'unrecorded')}** split of {dataset}. F1, precision "
-        "and recall are taken at each finding's calibrated decision threshold.",
-        "",
-        "| Finding | AUROC | F1 | Precision | Recall | Threshold |" + (" Positives |" if counts else ""),
-        "|---|---:|---:|---:|---:|---:|" + ("---:|" if counts else ""),
-    ]
+    header = ["Finding", "AUROC", "F1", "Precision", "Recall", *ran, "Threshold"] + (
+        ["Positives"] if counts else []
+    )
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for label, values in per_class.items():
         v = values or {}
-        row = (
-            f"| {label} | {_fmt(v.get('auroc'))} | {_fmt(v.get('f1'))} | {_fmt(v.get('precision'))} "
-            f"| {_fmt(v.get('recall'))} | {_fmt(v.get('threshold'))} |"
-        )
+        cells = [label, *(_fmt(v.get(m)) for m in (*_TABLE_METRICS, *ran)), _fmt(v.get("threshold"))]
         if counts:
-            row += f" {v.get('positives', _MISSING)} |"
-        lines.append(row)
+            cells.append(str(v.get("positives", _MISSING)))
+        lines.append("| " + " | ".join(cells) + " |")
     macro = metrics.get("macro") or {}
-    lines.append(
-        f"| **Macro** | **{_fmt(metrics.get('macro_auroc'))}** | {_fmt(macro.get('f1'))} "
-        f"| {_fmt(macro.get('precision'))} | {_fmt(macro.get('recall'))} | |" + (" |" if counts else "")
+    cells = ["**Macro**", f"**{_fmt(metrics.get('macro_auroc'))}**"]
+    cells += (
+        [_fmt(macro.get(m)) for m in ("f1", "precision", "recall", *ran)] + [""] + ([""] if counts else [])
     )
+    lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _dataset_name(key: Any) -> str:
+    return DATASETS.get(str(key), (None, key or "unrecorded data"))[1]
+
+
+def _metrics_table(doc: Mapping[str, Any]) -> str:
+    """Held-out evaluations (recorded by ``cxrzoo evaluate``), then the validation metrics,
+    labelled as such: they chose the checkpoint and the thresholds, so they flatter the model."""
+    metrics = doc.get("metrics") or {}
+    evaluation = doc.get("evaluation") or {}
+    lines: list[str] = []
+    if evaluation.get("per_class"):
+        lines += [
+            f"**Held-out evaluation** on the **{evaluation.get('split', 'unrecorded')}** split of "
+            f"{_dataset_name(evaluation.get('dataset'))} ({evaluation.get('n_images', _MISSING)} images, "
+            f"{evaluation.get('evaluated', 'unrecorded date')}), images the model never trained or "
+            "was selected on. F1, precision and recall at each finding's calibrated threshold.",
+            "",
+            *_metric_rows(evaluation),
+        ]
+        not_scorable = evaluation.get("not_scorable") or {}
+        if not_scorable:
+            lines += [
+                "",
+                "Not scorable on these data: " + "; ".join(f"{k} ({v})" for k, v in not_scorable.items()),
+            ]
+        lines.append("")
+    if not metrics.get("per_class") and metrics.get("macro_auroc") is None:
+        return "\n".join(lines) if lines else "No evaluation is recorded for this model."
+    selection = metrics.get("split") == "val"
+    lines += [
+        ("**Validation (selection) metrics**" if selection else "**Metrics**")
+        + f" on the **{metrics.get('split', 'unrecorded')}** split of {_dataset_name(metrics.get('dataset'))}"
+        + (
+            ": these images chose the checkpoint and the thresholds, so they overstate what to expect "
+            "on new data" + ("." if evaluation else "; run `cxrzoo evaluate` for held-out figures.")
+            if selection
+            else "."
+        ),
+        "",
+        *_metric_rows(metrics),
+    ]
     return "\n".join(lines)
 
 

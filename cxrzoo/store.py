@@ -11,6 +11,7 @@ The store keeps such folders by name under ``$CXRZOO_HOME/models`` (default
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import difflib
 import hashlib
@@ -455,3 +456,51 @@ def verify_weights(
             f"{remedy}"
         )
     return actual
+
+
+#: Evaluations kept in config.json besides the latest, oldest dropped first.
+MAX_EVALUATIONS = 20
+
+
+def record_evaluation(folder: str | os.PathLike[str], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Record a held-out evaluation in a model folder's config.json and re-render its card.
+
+    ``metrics`` is what :func:`cxrzoo.reports.evaluate.evaluate_model` returns. The latest is
+    kept under ``evaluation`` (shown in the card and its Hub ``model-index``), a one-line
+    summary of each under ``evaluations``. The sealed keys are not touched, so the config
+    digest still holds; both files are replaced atomically under the entry's lock.
+    """
+    from cxrzoo.cards import render_card
+
+    folder = Path(folder)
+    per_class = {
+        label: {
+            k: v
+            for k, v in values.items()
+            if k in (*metrics.get("metrics", []), "threshold", "positives", "negatives", "unknown")
+        }
+        for label, values in (metrics.get("per_class") or {}).items()
+    }
+    entry = {
+        "split": metrics.get("split"),
+        "dataset": (metrics.get("data") or {}).get("dataset"),
+        "data": metrics.get("data"),
+        "evaluated": metrics.get("evaluated"),
+        "n_images": metrics.get("n_images"),
+        "macro_auroc": metrics.get("macro_auroc"),
+        "macro_auroc_ci": metrics.get("macro_auroc_ci"),
+        "macro": metrics.get("macro"),
+        "metrics": metrics.get("metrics"),
+        "per_class": per_class,
+        "not_scorable": metrics.get("not_scorable") or {},
+    }
+    in_store = folder.parent.resolve() == models_dir().resolve()
+    with entry_lock_for(folder.name, wait=60) if in_store else contextlib.nullcontext():
+        doc = read_config(folder)
+        doc["evaluation"] = entry
+        history = [e for e in doc.get("evaluations") or [] if isinstance(e, dict)]
+        summary = {k: entry[k] for k in ("split", "dataset", "evaluated", "n_images", "macro_auroc")}
+        doc["evaluations"] = [*history, summary][-MAX_EVALUATIONS:]
+        write_config(folder, doc)
+        atomic_write_bytes(folder / CARD_NAME, render_card(None, doc).encode())
+    return doc

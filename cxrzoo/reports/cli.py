@@ -75,7 +75,7 @@ def _evaluate(
         fraction=fraction,
         seed=seed,
     )
-    return evaluate_model(
+    result = evaluate_model(
         model,
         spec,
         split=split,
@@ -86,6 +86,15 @@ def _evaluate(
         echo=echo,
         metrics=metrics,
     )
+    if split == "test" and model.metadata.get("folder"):
+        # Held-out figures travel with the model: config.json and the card's model-index.
+        from cxrzoo import store
+
+        try:
+            store.record_evaluation(model.metadata["folder"], result)
+        except (OSError, store.StoreError) as exc:
+            echo(f"Warning: the evaluation could not be recorded in {model.metadata['folder']}: {exc}")
+    return result
 
 
 def _f(value: float | None) -> str:
