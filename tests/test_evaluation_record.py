@@ -97,3 +97,57 @@ def test_card_shows_held_out_metrics_after_evaluate(trained: str) -> None:
     import cxrzoo
 
     cxrzoo.load(trained)
+
+
+def test_external_predictions_are_scored_like_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from cxrzoo.data.spec import DataSpec, load_splits
+    from cxrzoo.data.synthetic import write_kaggle_layout
+
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
+    root = write_kaggle_layout(tmp_path / "nih", 200, size=32, seed=4)
+    test = load_splits(DataSpec(data=str(root)), echo=lambda _m: None).test
+    rng = np.random.default_rng(0)
+    effusion = test["Effusion"].to_numpy(float)
+    noisy = rng.random(len(test))
+    frame = pd.DataFrame(
+        {
+            "Image Index": test["image"],
+            "prob_Effusion": effusion * 0.6 + 0.2,  # perfect ranking: AUROC 1
+            "prob_Cardiomegaly": 1 - (test["Cardiomegaly"].to_numpy(float) * 0.6 + 0.2),  # reversed: 0
+            "prob_Infiltration": noisy,
+        }
+    )
+    csv = tmp_path / "external.csv"
+    frame.to_csv(csv, index=False)
+    report = tmp_path / "report"
+    args = [
+        "evaluate",
+        "--predictions",
+        str(csv),
+        "--data",
+        str(root),
+        "--bootstrap",
+        "0",
+        "--report",
+        str(report),
+    ]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["labels"] == ["Effusion", "Cardiomegaly", "Infiltration"]
+    assert metrics["per_class"]["Effusion"]["auroc"] == pytest.approx(1.0)
+    assert metrics["per_class"]["Cardiomegaly"]["auroc"] == pytest.approx(0.0)
+    expected = roc_auc_score(test["Infiltration"].to_numpy(int), noisy)
+    assert metrics["per_class"]["Infiltration"]["auroc"] == pytest.approx(expected)
+    assert metrics["n_images"] == len(test) and metrics["calibrated"] is False
+    for name in ("metrics.json", "per_class.csv", "report.md", "predictions.csv", "roc_curves.png"):
+        assert (report / name).is_file()
+    # A file that does not hold probabilities is one clear line naming the line and column.
+    frame.loc[3, "prob_Effusion"] = 7.0
+    frame.to_csv(csv, index=False)
+    bad = CliRunner().invoke(main, ["evaluate", "--predictions", str(csv), "--data", str(root)])
+    assert bad.exit_code == 3 and "line 5" in bad.output and "prob_Effusion" in bad.output

@@ -102,8 +102,16 @@ def _f(value: float | None) -> str:
 
 
 @click.command(cls=ZooCommand)
-@click.argument("name")
+@click.argument("name", required=False)
 @_eval_options
+@click.option(
+    "--predictions",
+    "predictions_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Score an external model's predictions (CSV: an image column such as 'Image Index', one "
+    "probability column per finding, e.g. 'Effusion' or 'prob_Effusion') instead of NAME, on "
+    "--data's split; calls at 0.5.",
+)
 @click.option(
     "--report", type=click.Path(file_okay=False), help="Write metrics.json, CSVs, figures and report.md here."
 )
@@ -130,27 +138,55 @@ def evaluate(
     report: str | None,
     as_json: bool,
     metric_names: tuple[str, ...],
+    predictions_file: str | None,
 ) -> None:
     """Evaluate trained model NAME per finding, at its calibrated thresholds.
 
     Without --data, NAME is evaluated on the held-out split of the data it was trained on.
+    With --predictions FILE.csv (and no NAME) an external model's predictions are scored on
+    --data's split with the same metrics and report.
     """
     echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    metrics = _evaluate(
-        name,
-        data,
-        dataset,
-        synthetic_n,
-        fraction,
-        seed,
-        split,
-        n_resamples,
-        device,
-        report,
-        not no_progress and not as_json,
-        echo,
-        metrics=list(metric_names) or None,
-    )
+    if (name is None) == (predictions_file is None):
+        raise click.UsageError("Give a trained model NAME or --predictions FILE.csv (one of them)")
+    if predictions_file is not None:
+        from cxrzoo.data.spec import DataSpec
+        from cxrzoo.reports.evaluate import evaluate_predictions_file
+
+        if not data and not dataset:
+            raise click.UsageError("--predictions needs --data DIR (or --dataset NAME): the images' labels")
+        spec = DataSpec(
+            data=data or None,
+            dataset=dataset or None,
+            options=dataset_options(data, dataset, synthetic_n),
+            fraction=1.0 if fraction is None else fraction,
+            seed=0 if seed is None else seed,
+        )
+        metrics = evaluate_predictions_file(
+            predictions_file,
+            spec,
+            split=split,
+            report_dir=report,
+            n_resamples=n_resamples,
+            echo=echo,
+            metrics=list(metric_names) or None,
+        )
+    else:
+        metrics = _evaluate(
+            name,
+            data,
+            dataset,
+            synthetic_n,
+            fraction,
+            seed,
+            split,
+            n_resamples,
+            device,
+            report,
+            not no_progress and not as_json,
+            echo,
+            metrics=list(metric_names) or None,
+        )
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=float))
         return

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrzoo.data.spec import DataSpec, load_splits
+from cxrzoo.errors import DataError, UserError
 from cxrzoo.labels import DEFAULT_RARE
 from cxrzoo.model import ZooModel
 from cxrzoo.training.run import predict_table
@@ -73,6 +74,16 @@ def subgroup_metrics(
     return out
 
 
+def _split_table(spec: DataSpec, split: str, echo: Echo) -> pd.DataFrame:
+    if split not in SPLITS:
+        raise UserError(f"Unknown split {split!r}; expected one of {SPLITS}")
+    splits = load_splits(spec, echo=echo)
+    table = getattr(splits, split)
+    if len(table) == 0:
+        raise DataError(f"The {split} split of {spec.name} is empty")
+    return table
+
+
 def evaluate_model(
     model: ZooModel,
     spec: DataSpec,
@@ -92,44 +103,169 @@ def evaluate_model(
     ``None`` computes the default set. Findings the data cannot score (absent from the data set,
     or without known positives) are listed with the reason under ``not_scorable``.
     """
+    table = _split_table(spec, split, echo)
+    probs, arrays = predict_table(model, table, device=device, echo=echo, progress=progress)
+    rows = table.set_index("image").loc[arrays.names].reset_index()
+    return score_predictions(
+        arrays.labels,
+        probs,
+        rows,
+        labels=model.labels,
+        thresholds=model.thresholds.tolist(),
+        calibrated=model.config.thresholds is not None,
+        rare=_rare(model),
+        name=model.metadata.get("name") or model.architecture,
+        architecture=model.architecture,
+        spec=spec,
+        split=split,
+        report_dir=report_dir,
+        n_resamples=n_resamples,
+        metrics=metrics,
+    )
+
+
+def score_predictions(
+    y: np.ndarray,
+    probs: np.ndarray,
+    rows: pd.DataFrame,
+    *,
+    labels: Sequence[str],
+    thresholds: Sequence[float],
+    calibrated: bool,
+    rare: Sequence[str],
+    name: str,
+    architecture: str,
+    spec: DataSpec,
+    split: str,
+    report_dir: str | Path | None = None,
+    n_resamples: int = 1000,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The evaluation of probabilities ``probs`` against ``y`` (NaN = unknown): metrics,
+    bootstrap intervals, subgroups and, with ``report_dir``, the report files. The same for a
+    cxrzoo model and for any external model's predictions."""
     from cxrzoo.metrics import bootstrap_ci, evaluate_predictions
 
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
-    splits = load_splits(spec, echo=echo)
-    table = getattr(splits, split)
-    if len(table) == 0:
-        raise ValueError(f"The {split} split of {spec.name} is empty")
-    probs, arrays = predict_table(model, table, device=device, echo=echo, progress=progress)
-    y = arrays.labels
-    thresholds = model.thresholds.tolist()
-    rare = _rare(model)
-    requested = metrics
-    metrics = evaluate_predictions(
-        y, probs, model.labels, thresholds=thresholds, rare=rare, metrics=requested
-    )
+    labels = list(labels)
+    result = evaluate_predictions(y, probs, labels, thresholds=thresholds, rare=rare, metrics=metrics)
     if n_resamples:
-        ci = bootstrap_ci(y, probs, model.labels, thresholds=thresholds, n_resamples=n_resamples)
-        metrics["ci"] = ci
-        for label, entry in metrics["per_class"].items():
+        ci = bootstrap_ci(y, probs, labels, thresholds=thresholds, n_resamples=n_resamples)
+        result["ci"] = ci
+        for label, entry in result["per_class"].items():
             entry["ci"] = ci.get("per_class", {}).get(label)
-        metrics["macro_auroc_ci"] = ci.get("macro_auroc")
-    rows = table.set_index("image").loc[arrays.names].reset_index()
-    metrics["subgroups"] = subgroup_metrics(rows, y, probs, model.labels)
-    metrics.update(
+        result["macro_auroc_ci"] = ci.get("macro_auroc")
+    result["subgroups"] = subgroup_metrics(rows, y, probs, labels)
+    result.update(
         {
-            "model": model.metadata.get("name") or model.architecture,
-            "architecture": model.architecture,
+            "model": name,
+            "architecture": architecture,
             "split": split,
             "data": spec.to_dict(),
-            "calibrated": model.config.thresholds is not None,
-            "thresholds": dict(zip(model.labels, thresholds, strict=True)),
+            "calibrated": calibrated,
+            "thresholds": dict(zip(labels, [float(t) for t in thresholds], strict=True)),
             "evaluated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
     )
     if report_dir is not None:
-        write_report(Path(report_dir), metrics, y, probs, model.labels, rare, rows)
-    return metrics
+        write_report(Path(report_dir), result, y, probs, labels, rare, rows)
+    return result
+
+
+#: Columns a predictions file may name its images by, in order of preference.
+ID_COLUMNS = ("image", "Image Index", "image_id", "Path", "path", "filename")
+_PROB_PREFIXES = ("prob_", "p_", "prob ", "probability_")
+
+
+def read_predictions(path: str | Path) -> tuple[pd.Series, list[str], np.ndarray]:
+    """An external predictions CSV: its image names, findings and probabilities ``[N, F]``.
+
+    The image column is one of :data:`ID_COLUMNS` (a path is reduced to its file name); each
+    other column whose name (without a ``prob_`` prefix) is a known finding holds that finding's
+    probability. Thresholds are not part of such a file: calls are made at 0.5.
+    """
+    from cxrzoo.labels import canonical
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the predictions CSV ({exc})") from None
+    id_column = next((c for c in ID_COLUMNS if c in frame.columns), None)
+    if id_column is None:
+        raise DataError(f"{path}: no image column; expected one of {', '.join(ID_COLUMNS)}")
+    findings, columns = [], []
+    for column in frame.columns:
+        if column == id_column:
+            continue
+        name = str(column)
+        for prefix in _PROB_PREFIXES:
+            if name.lower().startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        finding = canonical(name)
+        if finding is not None and finding not in findings:
+            findings.append(finding)
+            columns.append(column)
+    if not findings:
+        raise DataError(f"{path}: no column names a finding (e.g. 'Effusion' or 'prob_Effusion')")
+    values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise DataError(
+            f"{path}: line {row + 2}, column {columns[col]!r}: {frame[columns[col]].iloc[row]!r} is not a "
+            f"probability in [0, 1]"
+        )
+    names = frame[id_column].astype(str).map(lambda p: Path(p).name if "/" in p or "\\" in p else p)
+    if names.duplicated().any():
+        raise DataError(f"{path}: image {names[names.duplicated()].iloc[0]!r} appears twice")
+    return names, findings, values
+
+
+def evaluate_predictions_file(
+    path: str | Path,
+    spec: DataSpec,
+    *,
+    split: str = "test",
+    report_dir: str | Path | None = None,
+    n_resamples: int = 1000,
+    echo: Echo = print,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Score an external model's predictions on ``split`` of ``spec``'s data, with the same
+    metrics and report as a cxrzoo model (at 0.5: the file carries no calibrated thresholds)."""
+    from cxrzoo.labels import table_targets
+
+    names, findings, values = read_predictions(path)
+    table = _split_table(spec, split, echo)
+    by_name = pd.Series(np.arange(len(names)), index=names.to_numpy())
+    present = table["image"].astype(str).isin(by_name.index)
+    missing = int((~present).sum())
+    if not present.any():
+        raise DataError(f"{path}: none of the {len(table)} images of the {split} split has a prediction")
+    if missing:
+        echo(
+            f"{missing} image(s) of the {split} split have no prediction in {Path(path).name}; scoring the rest"
+        )
+    rows = table[present].reset_index(drop=True)
+    probs = values[by_name.loc[rows["image"].astype(str)].to_numpy()]
+    y = table_targets(rows, findings)
+    return score_predictions(
+        y,
+        probs,
+        rows,
+        labels=findings,
+        thresholds=[0.5] * len(findings),
+        calibrated=False,
+        rare=[r for r in DEFAULT_RARE if r in findings],
+        name=Path(path).name,
+        architecture="external predictions",
+        spec=spec,
+        split=split,
+        report_dir=report_dir,
+        n_resamples=n_resamples,
+        metrics=metrics,
+    )
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
