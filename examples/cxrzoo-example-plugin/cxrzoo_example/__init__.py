@@ -1,4 +1,5 @@
-"""An example cxrzoo plugin: a four-block CNN registered as ``example_cnn``.
+"""An example cxrzoo plugin: a four-block CNN registered as ``example_cnn``, and a composite
+model, ``example_committee``, built on ZooModel's hooks (committee.py).
 
 After ``pip install -e examples/cxrzoo-example-plugin`` it shows in ``cxrzoo list``, trains with
 ``cxrzoo train example_cnn`` and can run cxrzoo's conformance suite (see tests/).
@@ -67,3 +68,9 @@ def register_models(register):
     #   register("example_cnn", "cxrzoo_example.model:ExampleCNN", description="...",
     #            config="cxrzoo_example.config:ExampleConfig")
     register("example_cnn", ExampleCNN)
+    # A composite built on ZooModel's hooks alone (see committee.py), registered by import path.
+    register(
+        "example_committee",
+        "cxrzoo_example.committee:Committee",
+        description="Calls a finding when any member does (the largest member probability).",
+    )
