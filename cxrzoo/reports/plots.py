@@ -31,11 +31,12 @@ def roc_curves(
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
     for ax, (j, label) in zip(axes.flat, enumerate(labels)):
         auc = per_class[label].get("auroc")
-        y = y_true[:, j]
+        known = ~np.isnan(y_true[:, j])  # images where the data know this finding
+        y = y_true[known, j]
         if auc is None:
             ax.text(0.5, 0.5, "undefined\n(no positives\nor negatives)", ha="center", va="center")
         else:
-            fpr, tpr, _ = roc_curve(y, y_score[:, j])
+            fpr, tpr, _ = roc_curve(y, y_score[known, j])
             ax.plot(fpr, tpr, lw=1.5)
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
         title = f"{label}\nAUROC " + ("n/a" if auc is None else f"{auc:.3f}") + f" (n+={int(y.sum())})"
