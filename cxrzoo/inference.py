@@ -36,7 +36,7 @@ import torch
 from cxrzoo.data.base import IMAGE_SUFFIXES
 from cxrzoo.data.io import ImageReadError, read_image, to_grey_uint8
 from cxrzoo.errors import CxrzooError, UserError, one_line
-from cxrzoo.threads import available_cpus, configure_threads
+from cxrzoo.threads import available_cpus, configure_threads, threads_beside
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrzoo.model import ZooModel
@@ -328,6 +328,22 @@ def runner_for(model: Any, *, device: str | torch.device | None = None, amp: boo
 # ---------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """PyTorch's thread count set to ``count`` (None: unchanged) for the block. The decoding
+    threads run beside the model: an operator's threads that share their cores with them wait
+    for each other at every operator, which costs far more than a thread less."""
+    previous = torch.get_num_threads()
+    if count is None or count == previous:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class Prediction(NamedTuple):
     """One image's result: ``probabilities`` ``[labels]`` in the model's label order, or
     ``error`` (why the image could not be used). ``path`` is None for an array input."""
@@ -360,7 +376,11 @@ def predict_stream(
     Prediction with its ``error`` (raised instead with ``raise_errors``) and the rest go on.
     """
     runner = runner_for(model, device=device, amp=amp)
-    with runner.active():
+    workers = default_workers() if workers is None else workers
+    with (
+        runner.active(),
+        _torch_threads(threads_beside(workers) if isinstance(runner, TorchRunner) else None),
+    ):
         batches = decode_stream(
             inputs, runner.preprocessings, batch_size=batch_size, workers=workers, raise_errors=raise_errors
         )
