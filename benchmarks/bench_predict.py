@@ -249,7 +249,9 @@ def write_markdown(path: Path, figures: dict[str, Any], monitor: dict[str, Any])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_args(parser, device=False)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="image counts (default 500 2000)")
     parser.add_argument("--unique", type=int, default=100, help="distinct images among them")
@@ -275,7 +277,9 @@ def main() -> None:
         for n in sizes:
             gen[n] = round(write_images(root / f"n{n}", n, unique=args.unique), 1)
         print(f"wrote {', '.join(f'{n} images in {s} s' for n, s in gen.items())}")
-        idle = run_child("idle", root / f"n{sizes[0]}", root / "idle.csv", home=home, batch_size=1, workers=None)
+        idle = run_child(
+            "idle", root / f"n{sizes[0]}", root / "idle.csv", home=home, batch_size=1, workers=None
+        )
         runs.append({"variant": "idle", "images": 0, **idle})
         outputs: dict[tuple[str, int], Path] = {}
         for n in sizes:
@@ -286,7 +290,9 @@ def main() -> None:
                 )
                 runs.append({"variant": variant, **r})
                 outputs[variant, n] = out
-                print(f"  {variant:<10} {n:>6} images  {r['img_s']:>7} img/s  peak RSS {r['max_rss_mib']:>7} MiB")
+                print(
+                    f"  {variant:<10} {n:>6} images  {r['img_s']:>7} img/s  peak RSS {r['max_rss_mib']:>7} MiB"
+                )
         import pandas as pd
 
         diff = 0.0
