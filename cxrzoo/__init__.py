@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+# First of all: importing cxrzoo.threads sets OpenMP's wait policy, which OpenMP reads only once,
+# when PyTorch loads it (see cxrzoo/threads.py).
+from cxrzoo import threads as _threads
 from cxrzoo.config import ConfigError, ModelConfig
 from cxrzoo.hookspecs import hookimpl
 from cxrzoo.labels import LABELS
@@ -94,6 +97,7 @@ def load(name_or_path: str | os.PathLike[str], *, device: str = "cpu") -> ZooMod
     """Load a trained model: a store name, a model folder, or ``hf://org/repo[@revision]``."""
     from cxrzoo import store
 
+    _threads.configure_threads()
     text = str(name_or_path)
     if text.startswith("hf://"):
         from cxrzoo import hub

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from cxrzoo.errors import INTERNAL_EXIT_CODE, CxrzooError, DataError, one_line
+from cxrzoo.errors import INTERNAL_EXIT_CODE, CxrzooError, DataError, UserError, one_line
 
 
 class CommandError(click.ClickException):
@@ -82,4 +82,66 @@ class ZooGroup(click.Group):
 
 ZooGroup.group_class = ZooGroup
 
-__all__ = ["CommandError", "ZooCommand", "ZooGroup", "one_line_errors"]
+
+def check_device(text: str, *, option: str = "--device") -> str:
+    """``text`` as a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps`` …) that this
+    machine has; a one-line :class:`~cxrzoo.errors.UserError` otherwise. Imports PyTorch."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(
+            f"{option} {text!r}: not a device name; expected cpu, cuda, cuda:N, mps or another PyTorch device"
+        ) from None
+    kind, index = device.type, device.index
+    if kind == "cpu":
+        return str(device)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{option} {text}: PyTorch sees no CUDA device on this machine")
+        count = torch.cuda.device_count()
+        if index is not None and index >= count:
+            have = ", ".join(f"cuda:{i}" for i in range(count))
+            raise UserError(f"{option} {text}: this machine has {count} CUDA device(s): {have}")
+        return str(device)
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"{option} {text}: the Apple MPS device is not available on this machine")
+        return str(device)
+    backend = getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise UserError(f"{option} {text}: PyTorch has no available {kind!r} device on this machine")
+    count_of = getattr(backend, "device_count", None)
+    if index is not None and count_of is not None and index >= count_of():
+        raise UserError(f"{option} {text}: this machine has {count_of()} {kind} device(s)")
+    return str(device)
+
+
+class DeviceType(click.ParamType):
+    """A ``--device`` value: any PyTorch device string that this machine has (``cpu``, ``cuda``,
+    ``cuda:1``, ``mps`` …). Checked with :func:`check_device` when the option is given, so
+    commands that do not get it never import PyTorch; a bad value is one line, exit code 2."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not isinstance(value, str):
+            value = str(value)
+        option = param.opts[0] if param is not None and param.opts else "--device"
+        return check_device(value, option=option)
+
+
+#: The shared ``--device`` parameter type.
+DEVICE = DeviceType()
+
+__all__ = [
+    "DEVICE",
+    "CommandError",
+    "DeviceType",
+    "ZooCommand",
+    "ZooGroup",
+    "check_device",
+    "one_line_errors",
+]

@@ -1,43 +1,138 @@
-"""Export a trained model to ONNX and check onnxruntime agrees with PyTorch."""
+"""Export a trained model to ONNX, with what a deployment needs, and run it with onnxruntime.
+
+The ONNX file is self-contained: its ``metadata_props`` carry the label names in output order,
+the calibrated thresholds, the preprocessing of each input, the architecture and the cxrzoo
+version (keys ``cxrzoo.*``, values JSON). :class:`OnnxModel` reads a model back from the file
+alone and predicts like the PyTorch model (``cxrzoo predict model.onnx PATH --backend
+onnxruntime``): the image steps (decoding, crop, resize, CLAHE …) run in numpy/OpenCV as in
+training, and the tensor steps (``scale``, ``standardize``, ``normalize`` …) run with PyTorch's
+CPU operators, rebuilt from their names, so that they are the very same code as in training
+and a plugin's own tensor step works too.
+
+The graph's input is the preprocessed float batch ``image`` ``[batch, C, S, S]`` and its output
+``logits`` ``[batch, labels]``. A composite model (an ensemble) has one input per member,
+``image_0`` … ``image_{n-1}``, each preprocessed as that member was trained, and outputs the
+logits of the merged probabilities.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from cxrzoo.errors import CxrzooError
+from cxrzoo.errors import CxrzooError, DataError, UserError
 from cxrzoo.model import ZooModel
+
+#: Version of the ``cxrzoo.*`` metadata layout.
+METADATA_FORMAT = "1"
+PREFIX = "cxrzoo."
 
 
 class ExportError(CxrzooError, RuntimeError):
     pass
 
 
+class _CompositeGraph(nn.Module):
+    """A composite model with one input per member, as the inference layer runs it."""
+
+    def __init__(self, model: ZooModel) -> None:
+        super().__init__()
+        self.model = model
+        self.parts = nn.ModuleList(model.member_models())
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        probs = [torch.sigmoid(m(x).float()) for m, x in zip(self.parts, inputs, strict=True)]
+        return torch.logit(self.model.combine_members(probs), eps=1e-6)
+
+
+def _parts(model: ZooModel) -> tuple[ZooModel, ...]:
+    return tuple(model.member_models()) or (model,)
+
+
+def input_specs(model: ZooModel) -> list[dict[str, Any]]:
+    """One entry per graph input: its name, preprocessing, image size and channels."""
+    parts = _parts(model)
+    names = (
+        ["image"]
+        if len(parts) == 1 and not model.member_models()
+        else [f"image_{i}" for i in range(len(parts))]
+    )
+    return [
+        {
+            "name": name,
+            "preprocessing": list(p.config.preprocessing),
+            "image_size": p.config.image_size,
+            "in_chans": p.config.in_chans,
+        }
+        for name, p in zip(names, parts, strict=True)
+    ]
+
+
+def onnx_metadata(model: ZooModel) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model: ``cxrzoo.*`` keys, JSON values."""
+    from cxrzoo import __version__
+
+    cfg = model.config
+    facts: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "version": __version__,
+        "architecture": model.architecture or type(model).__name__,
+        "name": model.metadata.get("name") or model.architecture or type(model).__name__,
+        "labels": list(model.labels),
+        "thresholds": [float(t) for t in model.thresholds],
+        "calibrated": cfg.thresholds is not None,
+        "preprocessing": list(cfg.preprocessing),
+        "image_size": cfg.image_size,
+        "in_chans": cfg.in_chans,
+        "inputs": input_specs(model),
+        "output": "logits",
+    }
+    return {PREFIX + key: json.dumps(value) for key, value in facts.items()}
+
+
 def export_onnx(
     model: ZooModel, path: str | Path, *, opset: int = 17, atol: float = 1e-4, check: bool = True
 ) -> dict[str, Any]:
-    """Write ``model`` as ONNX (input ``[batch, C, S, S]`` preprocessed, output logits) and,
-    with ``check``, compare onnxruntime's logits to PyTorch's on random inputs."""
+    """Write ``model`` as ONNX with its metadata (see the module docstring) and, with ``check``,
+    compare onnxruntime's logits to PyTorch's on random inputs."""
+    import onnx
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
-    cfg = model.config
-    example = torch.randn(2, cfg.in_chans, cfg.image_size, cfg.image_size)
+    specs = input_specs(model)
+    graph: nn.Module = (_CompositeGraph(model) if model.member_models() else model).eval()
+
+    def examples(n: int, seed: int | None = None) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        return tuple(
+            torch.randn(n, s["in_chans"], s["image_size"], s["image_size"], generator=g) for s in specs
+        )
+
+    names = [s["name"] for s in specs]
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch.onnx.export(
-            model,
-            (example,),
+            graph,
+            examples(2),
             str(tmp),
-            input_names=["image"],
+            input_names=names,
             output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, onnx_metadata(model))
+        onnx.save(proto, str(tmp))
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -46,14 +141,112 @@ def export_onnx(
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        x = torch.randn(
-            3, cfg.in_chans, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0)
-        )
+        xs = examples(3, seed=0)
         with torch.no_grad():
-            expected = model(x).numpy()
-        got = session.run(["logits"], {"image": x.numpy()})[0]
+            expected = graph(*xs).numpy()
+        got = session.run(["logits"], {n: x.numpy() for n, x in zip(names, xs, strict=True)})[0]
         diff = float(np.abs(expected - got).max())
         result["max_abs_diff"] = diff
         if diff > atol:
             raise ExportError(f"onnxruntime's logits differ from PyTorch's by {diff:.2e} (> {atol:.0e})")
     return result
+
+
+class OnnxModel:
+    """An exported model read from its ONNX file alone, predicted with onnxruntime.
+
+    Has what the inference layer and ``cxrzoo predict`` use of a model: ``labels``,
+    ``thresholds``, ``positives()``, ``metadata`` and :meth:`inference_runner`. ``device``
+    ``cpu`` (default) or ``cuda[:N]`` where onnxruntime has its CUDA provider.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("The onnxruntime backend needs onnxruntime: pip install 'cxrzoo[onnx]'") from None
+        from cxrzoo.threads import configure_threads
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: no such ONNX file")
+        settings = configure_threads()
+        options = ort.SessionOptions()
+        if settings.torch_threads:
+            options.intra_op_num_threads = settings.torch_threads
+        providers = ["CPUExecutionProvider"]
+        dev = torch.device(device) if device else torch.device("cpu")
+        if dev.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise UserError(f"--device {device}: this onnxruntime has no CUDA provider (onnxruntime-gpu)")
+            providers = [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
+        elif dev.type != "cpu":
+            raise UserError(f"--device {device}: the onnxruntime backend runs on cpu or cuda")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types for a bad file
+            raise DataError(f"{self.path}: not a model onnxruntime can load ({exc})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if PREFIX + "labels" not in props:
+            raise DataError(
+                f"{self.path}: no cxrzoo metadata (labels, thresholds, preprocessing); export it "
+                f"with 'cxrzoo export'"
+            )
+        try:
+            self.metadata: dict[str, Any] = {
+                k[len(PREFIX) :]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)
+            }
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{self.path}: unreadable cxrzoo metadata ({exc})") from None
+        self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
+        self.inputs: list[dict[str, Any]] = list(self.metadata["inputs"])
+        self.architecture = self.metadata.get("architecture", "")
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.asarray(self.metadata["thresholds"], dtype=float)
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.metadata.get("calibrated"))
+
+    def positives(self, probs: np.ndarray) -> list[list[str]]:
+        calls = np.asarray(probs) >= self.thresholds
+        return [[lab for lab, c in zip(self.labels, row, strict=True) if c] for row in calls]
+
+    def inference_runner(self, device: Any = None) -> _OnnxRunner:
+        return _OnnxRunner(self)
+
+    def predict_proba(self, images: Any, **kwargs: Any) -> np.ndarray:
+        """Probabilities ``[N, labels]`` for image files or arrays, as ``ZooModel.predict_proba``."""
+        from cxrzoo.inference import predict_proba
+
+        return predict_proba(self, images, **kwargs)
+
+
+class _OnnxRunner:
+    def __init__(self, model: OnnxModel) -> None:
+        from cxrzoo.transforms import Preprocessing
+
+        self.model = model
+        self.preprocessings = [
+            Preprocessing(s["preprocessing"], image_size=int(s["image_size"]), in_chans=int(s["in_chans"]))
+            for s in model.inputs
+        ]
+        self.names = [s["name"] for s in model.inputs]
+
+    @contextmanager
+    def active(self) -> Iterator[_OnnxRunner]:
+        with torch.no_grad():
+            yield self
+
+    def __call__(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        feed = {
+            name: prep.tensor(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+            for name, prep, batch in zip(self.names, self.preprocessings, inputs, strict=True)
+        }
+        logits = self.model.session.run(["logits"], feed)[0]
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+__all__ = ["ExportError", "OnnxModel", "export_onnx", "input_specs", "onnx_metadata"]

@@ -150,64 +150,24 @@ class ZooModel(nn.Module):
 
         return Preprocessing.from_config(self.config, augment=augment)
 
-    @torch.no_grad()
     def predict_proba(
         self,
         images: ImageLike | Iterable[ImageLike],
         *,
         batch_size: int = 32,
         device: str | torch.device | None = None,
+        workers: int | None = None,
     ) -> np.ndarray:
         """Probabilities ``[N, labels]`` for paths, raw arrays, or preprocessed tensors.
 
-        Paths and ``numpy`` arrays are decoded and preprocessed as in training. A
+        Paths and ``numpy`` arrays are decoded (by ``workers`` threads) and preprocessed as in
+        training; a composite predicts each member on its own preprocessing. A
         ``torch.Tensor`` ``[B, C, H, W]`` (or ``[C, H, W]``) is taken as already preprocessed.
+        See :func:`cxrzoo.inference.predict_proba`.
         """
-        from cxrzoo.data.io import read_image, to_grey_uint8
+        from cxrzoo.inference import predict_proba
 
-        was_training = self.training
-        self.eval()
-        device = torch.device(device) if device is not None else self.device
-        if isinstance(images, torch.Tensor):
-            batch = images[None] if images.ndim == 3 else images
-            chunks = [batch[i : i + batch_size] for i in range(0, len(batch), batch_size)]
-            inputs: Iterable[torch.Tensor] = chunks
-        else:
-            if isinstance(images, str | os.PathLike | np.ndarray):
-                images = [images]
-            prep = self.preprocessing()
-
-            def decoded() -> Iterable[torch.Tensor]:
-                buf: list[np.ndarray] = []
-                for item in images:  # type: ignore[union-attr]
-                    if isinstance(item, np.ndarray):
-                        img = to_grey_uint8(item)
-                        name = None
-                    elif isinstance(item, torch.Tensor):
-                        raise TypeError(
-                            "Mixing tensors with paths or arrays is ambiguous: pass a single "
-                            "preprocessed tensor batch, or paths/arrays"
-                        )
-                    else:
-                        img = read_image(item)
-                        name = Path(item).name
-                    buf.append(prep.image(img, name=name))
-                    if len(buf) == batch_size:
-                        yield prep.tensor(torch.from_numpy(np.stack(buf)))
-                        buf = []
-                if buf:
-                    yield prep.tensor(torch.from_numpy(np.stack(buf)))
-
-            inputs = decoded()
-        out = []
-        try:
-            for x in inputs:
-                out.append(torch.sigmoid(self(x.to(device).float())).float().cpu())
-        finally:
-            self.train(was_training)
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return torch.cat(out).numpy()
+        return predict_proba(self, images, batch_size=batch_size, device=device, workers=workers)
 
     def predict(self, images: ImageLike | Iterable[ImageLike], **kwargs: Any) -> list[dict[str, float]]:
         """Per image ``{label: probability}``, in label order."""

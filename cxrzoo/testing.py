@@ -135,19 +135,63 @@ def check_feature_maps(model: ZooModel) -> None:
         assert m.ndim == 4 and m.shape[0] == 1, f"feature map {name!r} has shape {tuple(m.shape)}"
 
 
+def check_gradcam(model: ZooModel) -> None:
+    """A real Grad-CAM pass: the layers of ``gradcam_layers()`` run in forward (their hooks
+    fire), and the maps of the findings are finite, in [0, 1] and as large as the model's
+    input (a composite's: its largest member's). Where the explained layer is larger than 1 x 1
+    (:data:`GRADCAM_IMAGE_SIZE` gives that to the tiny models) some finding's map must not be
+    all zero (an untrained model's map can be zero for one finding, not for every one)."""
+    from cxrzoo.reports.gradcam import gradcam_maps
+
+    image = np.random.default_rng(0).integers(0, 255, (80, 72), dtype=np.uint8)
+    image[20:60, 15:35] = 230  # something to look at
+    targets = list(range(min(16, len(model.labels))))
+    was_training = model.training
+    members = model.member_models()
+    layers = [layer for part in (members or [model]) for layer in part.gradcam_layers()]
+    shapes: list[tuple[int, ...]] = []
+    handles = [
+        layer.register_forward_hook(lambda _m, _a, out: shapes.append(tuple(out.shape))) for layer in layers
+    ]
+    try:
+        result = gradcam_maps(model, image, targets)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert model.training == was_training, "gradcam_maps() left the model in another mode"
+    size = max(m.config.image_size for m in members) if members else model.config.image_size
+    assert result.image.shape == (size, size), f"Grad-CAM image is {result.image.shape}, expected {size}"
+    assert result.maps.shape == (len(targets), size, size), (
+        f"Grad-CAM maps have shape {result.maps.shape}, expected {(len(targets), size, size)}"
+    )
+    assert np.isfinite(result.maps).all(), "Grad-CAM maps are not finite"
+    assert result.maps.min() >= 0.0 and result.maps.max() <= 1.0, "Grad-CAM maps are outside [0, 1]"
+    if any(len(s) == 4 and s[2] * s[3] > 1 for s in shapes):
+        assert result.maps.max() > 0.0, "every Grad-CAM map is empty (all zero)"
+
+
+#: Input size of the tiny models in :func:`check_gradcam`: their last stage is then 2 x 2, not
+#: 1 x 1, so a heat map has something to show.
+GRADCAM_IMAGE_SIZE = 64
+
 CHECKS: dict[str, Callable[[ZooModel], None]] = {
     "output": check_output,
     "config_roundtrip": check_config_roundtrip,
     "save_load": check_save_load,
     "backward": check_backward,
     "feature_maps": check_feature_maps,
+    "gradcam": check_gradcam,
 }
+
+
+#: Config overrides of the tiny model for some checks.
+CHECK_OVERRIDES: dict[str, dict[str, Any]] = {"gradcam": {"image_size": GRADCAM_IMAGE_SIZE}}
 
 
 def check_model(name: str, checks: list[str] | None = None) -> None:
     """Run the conformance checks on registered model ``name`` (all by default)."""
     for check in checks or list(CHECKS):
-        CHECKS[check](tiny_model(name))
+        CHECKS[check](tiny_model(name, **CHECK_OVERRIDES.get(check, {})))
 
 
 class ModelConformance:
@@ -155,9 +199,9 @@ class ModelConformance:
 
     model_name: str = ""
 
-    def _model(self) -> ZooModel:
+    def _model(self, **overrides: Any) -> ZooModel:
         assert self.model_name, "set model_name on the ModelConformance subclass"
-        return tiny_model(self.model_name)
+        return tiny_model(self.model_name, **overrides)
 
     def test_output(self) -> None:
         check_output(self._model())
@@ -173,6 +217,9 @@ class ModelConformance:
 
     def test_feature_maps(self) -> None:
         check_feature_maps(self._model())
+
+    def test_gradcam(self) -> None:
+        check_gradcam(self._model(**CHECK_OVERRIDES["gradcam"]))
 
 
 # -- pytest plugin --------------------------------------------------------------------------

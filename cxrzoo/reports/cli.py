@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cxrzoo.clickutil import ZooCommand
+from cxrzoo.clickutil import DEVICE, ZooCommand
 from cxrzoo.data.options import FRACTION, SEED, data_options, dataset_options
 
 
@@ -40,7 +40,9 @@ def _eval_options(func: Any) -> Any:
                 show_default=True,
                 help="Bootstrap resamples for confidence intervals (0 = none).",
             ),
-            click.option("--device", type=click.Choice(["cpu", "cuda"])),
+            click.option(
+                "--device", type=DEVICE, help="cpu, cuda, cuda:N, mps … (default: cuda when available)."
+            ),
             click.option("--no-progress", is_flag=True),
         ]
     ):
@@ -306,51 +308,188 @@ def compare(
     click.echo(f"Best by macro AUROC on {split}: {best}")
 
 
-@click.command(cls=ZooCommand)
-@click.argument("name")
-@click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-def predict(name: str, images: tuple[str, ...], as_json: bool, device: str | None, batch_size: int) -> None:
-    """Probabilities and calibrated positive findings for each IMAGE."""
-    from cxrzoo import load
-    from cxrzoo.data.io import ImageReadError, read_image
+BACKENDS = ("torch", "onnxruntime")
+#: Failed images named in full in the summary line; the rest are counted.
+FAILED_NAMED = 10
 
-    model = load(name, device=_device(device))
-    decoded, failed = [], []
-    for path in images:
+
+def _load_for_prediction(name: str, backend: str | None, device: str | None) -> tuple[Any, str]:
+    """The model to predict with and the backend: a store name or folder with PyTorch, an
+    ONNX file (or a store model exported on the fly) with onnxruntime."""
+    is_onnx = name.lower().endswith(".onnx")
+    if backend is None:
+        backend = "onnxruntime" if is_onnx else "torch"
+    if backend == "torch":
+        if is_onnx:
+            from cxrzoo.errors import UserError
+
+            raise UserError(f"{name} is an ONNX file: predict it with --backend onnxruntime")
+        from cxrzoo import load
+
+        return load(name, device=_device(device)), backend
+    from cxrzoo.export import OnnxModel
+
+    if is_onnx:
+        return OnnxModel(name, device=device), backend
+    import tempfile
+
+    from cxrzoo import load
+    from cxrzoo.export import export_onnx
+
+    model = load(name)
+    with tempfile.TemporaryDirectory(prefix="cxrzoo-onnx-") as tmp:
+        onnx_path = Path(tmp) / f"{Path(name).name}.onnx"
+        export_onnx(model, onnx_path, check=False)
+        return OnnxModel(onnx_path, device=device), backend
+
+
+def _calibrated(model: Any) -> bool:
+    calibrated = getattr(model, "calibrated", None)
+    return bool(calibrated) if calibrated is not None else model.config.thresholds is not None
+
+
+def _failure_summary(failed: list[dict[str, str]], total: int) -> str:
+    shown = "; ".join(f"{f['image']} ({f['error']})" for f in failed[:FAILED_NAMED])
+    more = f"; and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
+    return f"{len(failed)} of {total} image(s) could not be read: {shown}{more}"
+
+
+def _progress(total: int, disable: bool) -> Any:
+    from tqdm import tqdm
+
+    # disable=None: shown only when stderr is a terminal.
+    return tqdm(
+        total=total, unit="img", file=sys.stderr, disable=True if disable else None, dynamic_ncols=True
+    )
+
+
+@click.command(cls=ZooCommand)
+@click.argument("name", metavar="NAME")
+@click.argument("images", nargs=-1, required=True, metavar="PATH...")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (without --out).")
+@click.option("--device", type=DEVICE, help="cpu, cuda, cuda:N, mps … (default: cuda when available).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Decoding threads (default: one per usable CPU, at most 8; 0: decode in the main thread).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Write a table, one row per image: .csv, .json, .jsonl or .parquet (needs pyarrow).",
+)
+@click.option("--resume", is_flag=True, help="Skip the images already in --out and add the others.")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help="torch, or onnxruntime (default for an .onnx NAME; a store NAME is exported first).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def predict(
+    name: str,
+    images: tuple[str, ...],
+    as_json: bool,
+    device: str | None,
+    batch_size: int,
+    workers: int | None,
+    out_path: str | None,
+    resume: bool,
+    backend: str | None,
+    no_progress: bool,
+) -> None:
+    """Probabilities and calibrated positive findings for each image of PATH.
+
+    NAME is a trained model (store name or folder) or an exported .onnx file. A PATH is an
+    image file, a folder (searched recursively for PNG, JPEG, TIFF and DICOM) or a glob
+    pattern. Images are decoded in parallel and predicted in batches; unreadable images are
+    named on stderr (and in --out with their error), the rest are still predicted, and the
+    exit code is then 1.
+    """
+    from cxrzoo.errors import UserError
+    from cxrzoo.inference import expand_inputs, predict_stream
+    from cxrzoo.reports.predictions import PredictionWriter, make_row, output_format, path_key
+
+    if resume and not out_path:
+        raise UserError("--resume needs --out: it skips the images already in that table")
+    if out_path:
+        output_format(out_path)
+    paths = expand_inputs(images)
+    model, backend = _load_for_prediction(name, backend, device)
+    labels = list(model.labels)
+    thresholds = model.thresholds
+    stream_device = device if backend == "torch" else None
+
+    failed: list[dict[str, str]] = []
+    if out_path:
+        writer = PredictionWriter(out_path, labels, resume=resume)
+        todo = [p for p in paths if path_key(p) not in writer.done]
+        bar = _progress(len(todo), no_progress)
+        complete = False
         try:
-            decoded.append((path, read_image(path)))
-        except ImageReadError as exc:
-            failed.append({"image": path, "error": exc.reason})
-            click.echo(f"Skipping {path}: {exc.reason}", err=True)
-    probs = model.predict_proba([img for _, img in decoded], batch_size=batch_size) if decoded else []
-    positives = model.positives(probs) if decoded else []
+            rows: list[dict[str, Any]] = []
+            for pred in predict_stream(
+                model, todo, batch_size=batch_size, workers=workers, device=stream_device
+            ):
+                positives = [] if pred.probabilities is None else model.positives(pred.probabilities[None])[0]
+                rows.append(make_row(pred.path or "", labels, pred.probabilities, positives, pred.error))
+                if pred.error is not None:
+                    failed.append({"image": pred.path or "", "error": pred.error})
+                bar.update()
+                if len(rows) >= batch_size:
+                    writer.write(rows)
+                    rows = []
+            writer.write(rows)
+            complete = True
+        finally:
+            bar.close()
+            kept = writer.close(complete=complete)
+            if not complete:
+                where = (
+                    f"{writer.rows_written} new row(s) kept in {out_path}"
+                    if kept
+                    else f"{out_path} left as it was"
+                )
+                click.echo(f"Interrupted: {where}; run again with --resume to finish.", err=True)
+        skipped = len(paths) - len(todo)
+        done = f"; {skipped} already in {out_path} skipped" if skipped else ""
+        click.echo(f"Predicted {len(todo) - len(failed)} image(s) into {out_path}{done}.", err=as_json)
+        if failed:
+            click.echo(_failure_summary(failed, len(todo)), err=True)
+            sys.exit(1)
+        return
+
     results = []
-    for (path, _), row, pos in zip(decoded, probs, positives):
-        results.append(
-            {
-                "image": path,
-                "probabilities": dict(zip(model.labels, map(float, row))),
-                "positive": pos,
-                "thresholds": dict(zip(model.labels, map(float, model.thresholds))),
-            }
-        )
+    bar = _progress(len(paths), no_progress)
+    try:
+        for pred in predict_stream(
+            model, paths, batch_size=batch_size, workers=workers, device=stream_device
+        ):
+            bar.update()
+            if pred.probabilities is None:
+                failed.append({"image": pred.path or "", "error": pred.error or ""})
+                bar.write(f"Skipping {pred.path}: {pred.error}", file=sys.stderr)
+                continue
+            results.append(
+                {
+                    "image": pred.path,
+                    "probabilities": dict(zip(labels, map(float, pred.probabilities), strict=True)),
+                    "positive": model.positives(pred.probabilities[None])[0],
+                    "thresholds": dict(zip(labels, map(float, thresholds), strict=True)),
+                }
+            )
+    finally:
+        bar.close()
     if as_json:
         click.echo(
             json.dumps(
-                {
-                    "model": name,
-                    "calibrated": model.config.thresholds is not None,
-                    "results": results,
-                    "failed": failed,
-                },
+                {"model": name, "calibrated": _calibrated(model), "results": results, "failed": failed},
                 indent=2,
             )
         )
     else:
-        if model.config.thresholds is None:
+        if not _calibrated(model):
             click.echo("Note: this model has no calibrated thresholds; 0.5 is used.", err=True)
         for r in results:
             click.echo(f"{r['image']}: positive: {', '.join(r['positive']) or 'none'}")
@@ -358,24 +497,52 @@ def predict(name: str, images: tuple[str, ...], as_json: bool, device: str | Non
                 mark = "+" if label in r["positive"] else " "
                 click.echo(f"  {mark} {label:<20} {p:.3f}  (threshold {r['thresholds'][label]:.3f})")
     if failed:
+        click.echo(_failure_summary(failed, len(paths)), err=True)
         sys.exit(1)
 
 
 @click.command(cls=ZooCommand)
 @click.argument("name")
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, metavar="PATH...")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="explain", show_default=True)
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--method", type=click.Choice(["gradcam", "gradcam++"]), default="gradcam", show_default=True)
-def explain(name: str, image: str, out_dir: str, top: int, method: str) -> None:
-    """Grad-CAM overlays of IMAGE for NAME's top findings."""
+@click.option("--device", type=DEVICE, help="cpu, cuda, cuda:N, mps … (default: cuda when available).")
+def explain(
+    name: str, images: tuple[str, ...], out_dir: str, top: int, method: str, device: str | None
+) -> None:
+    """Grad-CAM overlays of each image of PATH for NAME's top findings.
+
+    A PATH is an image file, a folder (searched recursively) or a glob pattern; one PNG per
+    image and finding is written to --out, named IMAGE_FINDING.png.
+    """
     from cxrzoo import load
+    from cxrzoo.data.io import ImageReadError
+    from cxrzoo.inference import expand_inputs
     from cxrzoo.reports.gradcam import explain_image
 
-    model = load(name)
-    for item in explain_image(model, image, out_dir, top=top, method=method):
-        flag = "positive" if item["positive"] else "below threshold"
-        click.echo(f"{item['finding']:<20} {item['probability']:.3f} ({flag})  {item['path']}")
+    paths = expand_inputs(images)
+    model = load(name, device=_device(device))
+    stems: dict[str, int] = {}
+    failed: list[dict[str, str]] = []
+    for path in paths:
+        # Two images of the same name in different folders get stem, stem-2, stem-3 …
+        count = stems[path.stem] = stems.get(path.stem, 0) + 1
+        stem = path.stem if count == 1 else f"{path.stem}-{count}"
+        try:
+            written = explain_image(model, path, out_dir, top=top, method=method, stem=stem)
+        except ImageReadError as exc:
+            failed.append({"image": str(path), "error": exc.reason})
+            click.echo(f"Skipping {path}: {exc.reason}", err=True)
+            continue
+        if len(paths) > 1:
+            click.echo(f"{path}:")
+        for item in written:
+            flag = "positive" if item["positive"] else "below threshold"
+            click.echo(f"{item['finding']:<20} {item['probability']:.3f} ({flag})  {item['path']}")
+    if failed:
+        click.echo(_failure_summary(failed, len(paths)), err=True)
+        sys.exit(1)
 
 
 @click.command(cls=ZooCommand)
@@ -384,15 +551,16 @@ def explain(name: str, image: str, out_dir: str, top: int, method: str) -> None:
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Default: NAME.onnx")
 @click.option("--opset", type=int, default=17, show_default=True)
 def export(name: str, fmt: str, out_path: str | None, opset: int) -> None:
-    """Export NAME to ONNX and check that onnxruntime matches PyTorch."""
+    """Export NAME to ONNX and check that onnxruntime matches PyTorch.
+
+    The file carries the labels, calibrated thresholds and preprocessing in its metadata, so
+    'cxrzoo predict FILE.onnx PATH --backend onnxruntime' needs nothing else.
+    """
     from cxrzoo import load
-    from cxrzoo.export import ExportError, export_onnx
+    from cxrzoo.export import export_onnx
 
     model = load(name)
-    try:
-        result = export_onnx(model, out_path or f"{name}.onnx", opset=opset)
-    except ExportError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = export_onnx(model, out_path or f"{Path(name).name}.onnx", opset=opset)
     click.echo(
         f"Wrote {result['path']} (opset {opset}); onnxruntime vs PyTorch max |diff| {result['max_abs_diff']:.2e}"
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cxrzoo.clickutil import ZooCommand
+from cxrzoo.clickutil import DEVICE, ZooCommand
 from cxrzoo.data.options import data_options, dataset_options
 
 
@@ -72,7 +72,7 @@ def _settings(
 @click.option("--image-size", type=click.IntRange(min=16))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", type=float, help="Peak learning rate.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda when available.")
+@click.option("--device", type=DEVICE, help="cpu, cuda, cuda:N, mps … (default: cuda when available).")
 @click.option("--name", help="Store name (default: MODEL).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last epoch checkpoint.")
 @click.option(
@@ -137,7 +137,7 @@ def train(
 @click.option("--image-size", type=click.IntRange(min=16))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", type=float)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--device", type=DEVICE, help="cpu, cuda, cuda:N, mps … (default: cuda when available).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--no-progress", is_flag=True)

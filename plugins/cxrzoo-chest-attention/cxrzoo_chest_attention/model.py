@@ -44,7 +44,9 @@ class ChestXrayAttention(ZooModel):
         return f, maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f, _ = self._features(x)
+        # The attention module is called as a module (not through forward_with_maps), so that
+        # hooks on it fire: Grad-CAM hooks the layer gradcam_layers() names.
+        f = self.attention(self.encoder(x)[-1])
         return self.classifier(self.dropout(f.mean((2, 3))))
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

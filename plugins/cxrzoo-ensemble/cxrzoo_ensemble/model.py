@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,12 +90,6 @@ class Ensemble(ZooModel):
             members.append(context.load(name))
         return cls(config, members=members)
 
-    def member_models(self) -> Sequence[ZooModel]:
-        return list(self.members)
-
-    def combine_members(self, probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.combine(probabilities)
-
     def training_record(self) -> dict[str, Any]:
         return {"members": list(self.config.members)}
 
@@ -122,64 +114,24 @@ class Ensemble(ZooModel):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return x
 
-    def combine(self, probs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Weighted mean of member probabilities ``[B, labels]``."""
-        stacked = torch.stack(list(probs))
+    def member_models(self) -> Sequence[ZooModel]:
+        """The members, each predicted on its own preprocessing by the inference layer."""
+        return tuple(self.members)
+
+    def combine_members(self, probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Weighted mean of member probabilities ``[B, labels]`` (or of any ``[B, N]`` member
+        outputs, such as flattened Grad-CAM maps)."""
+        stacked = torch.stack(list(probabilities))
         return torch.einsum("m,mbl->bl", self.member_weights.to(stacked.dtype), stacked)
 
+    #: The name this method had before the ``ZooModel`` hooks; kept for existing callers.
+    combine = combine_members
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = [torch.sigmoid(m(self._member_input(m, x)).float()) for m in self.members]
-        return torch.logit(self.combine(probs), eps=1e-6)
+        return torch.logit(self.combine_members(self.member_probabilities(x)), eps=1e-6)
 
     def member_probabilities(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [torch.sigmoid(m(self._member_input(m, x)).float()) for m in self.members]
-
-    @torch.no_grad()
-    def predict_proba(
-        self,
-        images: Any,
-        *,
-        batch_size: int = 32,
-        device: str | torch.device | None = None,
-    ) -> np.ndarray:
-        """Decode each image once, preprocess it as each member was trained, average."""
-        if isinstance(images, torch.Tensor):
-            return super().predict_proba(images, batch_size=batch_size, device=device)
-        from cxrzoo.data.io import read_image, to_grey_uint8
-
-        if isinstance(images, str | os.PathLike | np.ndarray):
-            images = [images]
-        device = torch.device(device) if device is not None else self.device
-        preps = [m.preprocessing() for m in self.members]
-        was_training = self.training
-        self.eval()
-        out: list[torch.Tensor] = []
-
-        def run(batch: list[tuple[np.ndarray, str | None]]) -> None:
-            probs = []
-            for m, prep in zip(self.members, preps, strict=True):
-                x = np.stack([prep.image(img, name=name) for img, name in batch])
-                x = prep.tensor(torch.from_numpy(x)).to(device)
-                probs.append(torch.sigmoid(m(x).float()))
-            out.append(self.combine(probs).cpu())
-
-        try:
-            batch: list[tuple[np.ndarray, str | None]] = []
-            for item in images if isinstance(images, Iterable) else [images]:
-                if isinstance(item, np.ndarray):
-                    batch.append((to_grey_uint8(item), None))
-                else:
-                    batch.append((read_image(item), os.path.basename(str(item))))
-                if len(batch) == batch_size:
-                    run(batch)
-                    batch = []
-            if batch:
-                run(batch)
-        finally:
-            self.train(was_training)
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return torch.cat(out).numpy()
 
     def gradcam_layers(self) -> list[nn.Module]:
         return [layer for m in self.members for layer in m.gradcam_layers()[:1]]
