@@ -533,3 +533,55 @@ __all__ = [
     "predict_stream",
     "runner_for",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset tables (validation, evaluation)
+# ---------------------------------------------------------------------------------------------
+
+
+def predict_table(
+    model: ZooModel,
+    table: Any,
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 128,
+    echo: Any = print,
+    progress: bool = True,
+    amp: bool = True,
+) -> tuple[np.ndarray, Any]:
+    """Probabilities for a dataset table's images, and the :class:`~cxrzoo.data.arrays.ArrayData`
+    they were predicted from (its labels aligned to the model's, NaN where unknown).
+
+    Images go through the preprocessing cache (each model's image steps, once); images that
+    do not decode are named and left out. A composite predicts each member on that member's
+    cached images and merges them with ``combine_members``, over the images every member has.
+    """
+    from cxrzoo.data.arrays import arrays_for
+    from cxrzoo.labels import table_targets
+
+    members = model.member_models()
+    if not members:
+        data = arrays_for(table, model.config, echo=echo, progress=progress)
+        return predict_arrays(
+            model, data.images, rows=data.rows, batch_size=batch_size, device=device, amp=amp
+        ), data
+    parts = [arrays_for(table, m.config, echo=echo, progress=progress) for m in members]
+    names = set(parts[0].names).intersection(*(set(p.names) for p in parts[1:]))
+    kept = [p.subset(np.flatnonzero([n in names for n in p.names])) for p in parts]
+    order = [np.argsort(np.asarray(p.names), kind="stable") for p in kept]
+    kept = [p.subset(o) for p, o in zip(kept, order, strict=True)]
+    runner = TorchRunner(model, device=device, amp=amp)
+    out = []
+    with runner.active():
+        for start in range(0, len(kept[0]), batch_size):
+            batches = [
+                torch.from_numpy(np.ascontiguousarray(p.images[p.rows[start : start + batch_size]]))
+                for p in kept
+            ]
+            out.append(runner.probabilities(batches).cpu())
+    probs = torch.cat(out).numpy() if out else np.zeros((0, len(model.labels)), dtype=np.float32)
+    data = kept[0]
+    rows = table.set_index("image").loc[data.names].reset_index()
+    data.labels = table_targets(rows, model.labels)
+    return probs, data

@@ -13,9 +13,9 @@ import pandas as pd
 
 from cxrzoo.data.spec import DataSpec, load_splits
 from cxrzoo.errors import DataError, UserError
+from cxrzoo.inference import predict_table
 from cxrzoo.labels import DEFAULT_RARE
 from cxrzoo.model import ZooModel
-from cxrzoo.training.run import predict_table
 
 Echo = Callable[[str], None]
 SPLITS = ("test", "val", "train")

@@ -23,6 +23,7 @@ from cxrzoo.config import ModelConfig
 from cxrzoo.data.arrays import ArrayData, arrays_for
 from cxrzoo.data.spec import DataSpec, SplitTables, load_splits
 from cxrzoo.errors import UserError
+from cxrzoo.inference import predict_table
 from cxrzoo.model import TrainingContext, ZooModel
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.recipes import Recipe
@@ -30,41 +31,6 @@ from cxrzoo.training.spec import RunSpec
 from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
 
 Echo = Callable[[str], None]
-
-
-def predict_table(
-    model: ZooModel,
-    table: pd.DataFrame,
-    *,
-    device: str | torch.device = "cpu",
-    batch_size: int = 128,
-    echo: Echo = print,
-    progress: bool = True,
-) -> tuple[np.ndarray, ArrayData]:
-    """Probabilities for ``table``'s images with the model's own preprocessing.
-
-    A composite model predicts with each member on that member's preprocessing and combines.
-    """
-    members = model.member_models()
-    if members:
-        outputs = [
-            predict_table(m, table, device=device, batch_size=batch_size, echo=echo, progress=progress)
-            for m in members
-        ]
-        names = set(outputs[0][1].names)
-        for _, d in outputs[1:]:
-            names &= set(d.names)
-        aligned = []
-        for probs, d in outputs:
-            keep = np.array([n in names for n in d.names])
-            aligned.append(torch.from_numpy(probs[keep]))
-        data = outputs[0][1].subset(np.flatnonzero([n in names for n in outputs[0][1].names]))
-        return model.combine_members(aligned).numpy(), data
-    data = arrays_for(table, model.config, echo=echo, progress=progress)
-    dev = torch.device(device)
-    model.to(dev)
-    probs = predict_arrays(model, data, model.preprocessing(), device=dev, batch_size=batch_size)
-    return probs, data
 
 
 def calibrate_and_score(

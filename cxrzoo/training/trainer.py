@@ -91,31 +91,22 @@ def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractCont
 def predict_arrays(
     model: nn.Module,
     data: ArrayData,
-    preprocessing: Any,
+    preprocessing: Any = None,
     *,
     device: torch.device,
     batch_size: int = 128,
     amp: bool = True,
     channels_last: bool = False,
 ) -> np.ndarray:
-    """Probabilities ``[N, L]`` for preprocessed arrays, in the data's order."""
-    was_training = model.training
-    model.eval()
-    out = []
-    loader = BatchLoader(data, batch_size, order=np.arange(len(data)), device=device)
-    try:
-        for x, _ in loader:
-            x = preprocessing.tensor(x)
-            if channels_last and device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device, amp):
-                logits = model(x)
-            out.append(torch.sigmoid(logits.float()).cpu())
-    finally:
-        model.train(was_training)
-    if not out:
-        return np.zeros((0, data.labels.shape[1]), dtype=np.float32)
-    return torch.cat(out).numpy()
+    """Probabilities ``[N, L]`` for preprocessed arrays, in the data's order.
+
+    The inference layer's :func:`cxrzoo.inference.predict_arrays` does the work: validation
+    predicts exactly as evaluation and ``cxrzoo predict`` do. (``preprocessing`` and
+    ``channels_last`` are accepted for callers written before that.)
+    """
+    from cxrzoo.inference import predict_arrays as infer
+
+    return infer(model, data.images, rows=data.rows, batch_size=batch_size, device=device, amp=amp)
 
 
 class Trainer:
