@@ -545,3 +545,17 @@ def test_a_last_batch_of_one_image_trains(home: Path) -> None:
         str(batch),
     )
     assert code == 0, output
+
+
+# -- 11. symlink loops ------------------------------------------------------------------------
+def test_symlink_loops_are_skipped(home: Path, tmp_path: Path) -> None:
+    from cxrzoo.data.synthetic import write_kaggle_layout
+
+    root = write_kaggle_layout(tmp_path / "nih", 10, size=32, seed=1)
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    os.symlink("..", root / "images_001" / "images" / "back")
+    os.symlink("ghost.png", root / "images_001" / "images" / "dangling.png")
+    code, output = run_cli("data", "catalog", str(root), "--json")
+    assert code == 0, output
+    assert json.loads(output)["images"] == 10

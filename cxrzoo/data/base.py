@@ -273,7 +273,7 @@ def scan_image_files(root: str | os.PathLike[str]) -> pd.DataFrame:
     root = os.path.abspath(root)
     folders = [root]
     with os.scandir(root) as entries:
-        subdirs = sorted(e.path for e in entries if e.is_dir() and not e.name.startswith("."))
+        subdirs = sorted(e.path for e in entries if not e.name.startswith(".") and _is_dir(e))
     for sub in subdirs:
         folders.append(sub)
         nested = os.path.join(sub, "images")
@@ -282,20 +282,36 @@ def scan_image_files(root: str | os.PathLike[str]) -> pd.DataFrame:
     return _scan_folders(folders)
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a folder; a link loop or an unreadable link is not one."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _scan_folders(folders: Iterable[str]) -> pd.DataFrame:
     names: list[str] = []
     paths: list[str] = []
     sizes: list[int] = []
     mtimes: list[int] = []
     for folder in folders:
-        with os.scandir(folder) as entries:
+        try:
+            entries = os.scandir(folder)
+        except OSError:  # a folder that vanished or cannot be listed holds no usable images
+            continue
+        with entries:
             for entry in entries:
-                if entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                try:
+                    if not (entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file()):
+                        continue
                     st = entry.stat()
-                    names.append(entry.name)
-                    paths.append(entry.path)
-                    sizes.append(st.st_size)
-                    mtimes.append(st.st_mtime_ns)
+                except OSError:  # a broken link or a link loop named like an image
+                    continue
+                names.append(entry.name)
+                paths.append(entry.path)
+                sizes.append(st.st_size)
+                mtimes.append(st.st_mtime_ns)
     return _files_frame(names, paths, sizes, mtimes)
 
 
