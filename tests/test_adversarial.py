@@ -559,3 +559,35 @@ def test_symlink_loops_are_skipped(home: Path, tmp_path: Path) -> None:
     code, output = run_cli("data", "catalog", str(root), "--json")
     assert code == 0, output
     assert json.loads(output)["images"] == 10
+
+
+# -- 11. checkpoint metadata of the wrong type -------------------------------------------------
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.update(epoch="three"),
+        lambda t: t.update(history={"not": "a list"}),
+        lambda t: t.update(best_score="high"),
+        lambda t: t.update(bad_epochs=1.5),
+        lambda t: t.pop("epoch"),
+        "trainer-not-json",
+    ],
+)
+def test_a_checkpoint_with_wrong_metadata_is_one_line(home: Path, change) -> None:
+    from safetensors import safe_open
+
+    args = ["train", "chest_xray_attention", "--name", "ck", *QUICK]
+    assert run_cli(*args)[0] == 0
+    path = store.run_path("ck") / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    if change == "trainer-not-json":
+        metadata["trainer"] = "{broken"
+    else:
+        trainer = json.loads(metadata["trainer"])
+        change(trainer)
+        metadata["trainer"] = json.dumps(trainer)
+    save_file(tensors, str(path), metadata=metadata)
+    code, output = run_cli(*args, "--resume")
+    assert_one_line(output, code, 3, "checkpoint")

@@ -91,10 +91,44 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
     ema = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
     opt = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
-    return {
-        "model": model,
-        "best": best or None,
-        "ema": ema or None,
-        "optimizer": _join_optimizer(opt, json.loads(metadata["optimizer"])),
-        "extra": json.loads(metadata["trainer"]),
-    }
+    try:
+        optimizer = _join_optimizer(opt, json.loads(metadata["optimizer"]))
+        extra = json.loads(metadata["trainer"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path}: malformed checkpoint metadata ({type(exc).__name__}: {exc})"
+        ) from None
+    _check_trainer_state(extra, path)
+    return {"model": model, "best": best or None, "ema": ema or None, "optimizer": optimizer, "extra": extra}
+
+
+#: Fields of a checkpoint's trainer state and the types they must have.
+_TRAINER_FIELDS: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "optimizer_steps": (int,),
+    "best_epoch": (int,),
+    "bad_epochs": (int,),
+    "best_score": (int, float, type(None)),
+    "stopped_early": (bool,),
+    "history": (list,),
+    "run_config": (dict,),
+}
+
+
+def _check_trainer_state(extra: Any, path: Path) -> None:
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: malformed checkpoint metadata (trainer state is not an object)")
+    if "epoch" not in extra:
+        raise CheckpointError(f"{path}: malformed checkpoint metadata (no epoch recorded)")
+    for key, kinds in _TRAINER_FIELDS.items():
+        if key not in extra:
+            continue
+        value = extra[key]
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise CheckpointError(
+                f"{path}: malformed checkpoint metadata ({key} is {value!r:.40}, expected {expected})"
+            )
+    if extra["epoch"] < 0:
+        raise CheckpointError(f"{path}: malformed checkpoint metadata (epoch {extra['epoch']} < 0)")

@@ -28,7 +28,7 @@ from torch import nn
 from cxrzoo.errors import DataError, UserError
 from cxrzoo.model import ZooModel
 from cxrzoo.nn.losses import masked_bce
-from cxrzoo.training.checkpoint import load_checkpoint, save_checkpoint
+from cxrzoo.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.loader import ArrayData, BatchLoader, epoch_order
 from cxrzoo.training.recipes import Recipe
@@ -256,14 +256,22 @@ class Trainer:
                 f"{path} was written by a run with different settings ({', '.join(changed)}); "
                 f"resume with the same options, or start afresh without --resume"
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and extra.get("scheduler"):
-            self.scheduler.load_state_dict(extra["scheduler"])
-        if self.scaler.is_enabled() and extra.get("scaler"):
-            self.scaler.load_state_dict(extra["scaler"])
-        if self.ema is not None and ckpt["ema"] is not None:
-            self.ema.module.load_state_dict(ckpt["ema"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scheduler is not None and extra.get("scheduler"):
+                self.scheduler.load_state_dict(extra["scheduler"])
+            if self.scaler.is_enabled() and extra.get("scaler"):
+                self.scaler.load_state_dict(extra["scaler"])
+            if self.ema is not None and ckpt["ema"] is not None:
+                self.ema.module.load_state_dict(ckpt["ema"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            from cxrzoo.errors import one_line
+
+            raise CheckpointError(
+                f"{path} does not fit this run's model or optimizer ({one_line(exc, 200)}); start afresh "
+                f"without --resume"
+            ) from None
         self.optimizer_steps = int(extra.get("optimizer_steps", 0))
         return int(extra["epoch"]) + 1, ckpt["best"], extra
 
