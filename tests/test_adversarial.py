@@ -591,3 +591,17 @@ def test_a_checkpoint_with_wrong_metadata_is_one_line(home: Path, change) -> Non
     save_file(tensors, str(path), metadata=metadata)
     code, output = run_cli(*args, "--resume")
     assert_one_line(output, code, 3, "checkpoint")
+
+
+# -- 12. evaluate --synthetic-n is honoured ---------------------------------------------------
+def test_evaluate_synthetic_n_is_not_ignored(home: Path) -> None:
+    assert run_cli("train", "chest_xray_attention", *QUICK)[0] == 0
+    first = json.loads(
+        CliRunner().invoke(main, ["evaluate", "chest_xray_attention", "--json", "--bootstrap", "0"]).stdout
+    )
+    other = CliRunner().invoke(
+        main, ["evaluate", "chest_xray_attention", "--synthetic-n", "200", "--json", "--bootstrap", "0"]
+    )
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.stdout)["data"]["options"]["n"] == 200
+    assert json.loads(other.stdout)["n_images"] != first["n_images"]
