@@ -605,3 +605,12 @@ def test_evaluate_synthetic_n_is_not_ignored(home: Path) -> None:
     assert other.exit_code == 0, other.output
     assert json.loads(other.stdout)["data"]["options"]["n"] == 200
     assert json.loads(other.stdout)["n_images"] != first["n_images"]
+
+
+def test_a_preprocessing_list_with_arguments_trains(home: Path) -> None:
+    """One parser of transform specs: commas inside a step's parentheses do not split it."""
+    spec = "clahe(clip_limit=3.0, tile=8),resize,scale"
+    code, output = run_cli("train", "chest_xray_attention", *QUICK, "--set", f"preprocessing={spec}")
+    assert code == 0, output
+    saved = cxrzoo.load("chest_xray_attention").config.preprocessing
+    assert saved == ("clahe(clip_limit=3.0, tile=8)", "resize", "scale")
