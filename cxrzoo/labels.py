@@ -84,6 +84,25 @@ OTHER_FINDINGS: tuple[str, ...] = (
     "Aortic Elongation",
 )
 
+#: CheXpert's 14 label columns as its train.csv and valid.csv publish them (also MIMIC-CXR's
+#: chexpert/negbio label files), in that order.
+CHEXPERT_LABELS: tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+
 #: Every finding cxrzoo knows, in a fixed order: NIH's 14, then the others.
 VOCABULARY: tuple[str, ...] = LABELS + OTHER_FINDINGS
 

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cxrzoo.labels import LABELS, NIH_PREVALENCE, NO_FINDING, NUM_LABELS, label_index
+from cxrzoo.labels import CHEXPERT_LABELS, LABELS, NIH_PREVALENCE, NO_FINDING, NUM_LABELS, label_index
 
 #: NIH's ranking of the findings, compressed so that every finding shows up in a few hundred images.
 DEFAULT_PREVALENCE: dict[str, float] = {
@@ -62,23 +62,6 @@ _SPLIT_KEY = 2
 _VIEW_KEY = 3
 _CHEXPERT_KEY = 4
 
-#: CheXpert's 14 label columns in the order its train.csv and valid.csv publish them.
-CHEXPERT_LABELS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
 #: Folder name CheXpert's ``Path`` column starts with (the downsampled release's).
 CHEXPERT_FOLDER = "CheXpert-v1.0-small"
 #: How a drawn finding is written in the CheXpert layout's train.csv: the share of positives

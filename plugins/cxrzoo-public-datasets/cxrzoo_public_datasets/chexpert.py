@@ -34,6 +34,7 @@ import pandas as pd
 
 from cxrzoo.data.base import TRAIN_VAL, VAL, DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, parse_counts, read_csv_frame
+from cxrzoo.labels import CHEXPERT_LABELS
 from cxrzoo_public_datasets._common import (
     UNCERTAIN_CHOICE,
     UNCERTAIN_OPTION,
@@ -46,22 +47,7 @@ from cxrzoo_public_datasets._common import (
 )
 
 #: CheXpert's label columns as published, in its order.
-PUBLISHED_LABELS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+PUBLISHED_LABELS: tuple[str, ...] = CHEXPERT_LABELS
 #: The label files and the list each one is.
 CSV_FILES: dict[str, str] = {"train.csv": TRAIN_VAL, "valid.csv": VAL}
 _REQUIRED = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *PUBLISHED_LABELS)

@@ -23,6 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from cxrzoo.labels import CHEXPERT_LABELS
+
 NAN = math.nan
 
 
@@ -105,20 +107,7 @@ CHEXPERT_HEADER = [
     "Age",
     "Frontal/Lateral",
     "AP/PA",
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
+    *CHEXPERT_LABELS,
 ]
 _CHEX_CANONICAL = {"Pleural Effusion": "Effusion"}
 
