@@ -66,7 +66,9 @@ def push(
         click.echo(json.dumps({key: data[key] for key in ("repo_id", "revision", "commit", "url", "pr_url")}))
         return
     if create_pr and result.pr_url is None:
-        click.echo(f"Nothing changed: {result.repo_id}@{result.revision} already holds {name}; no pull request opened")
+        click.echo(
+            f"Nothing changed: {result.repo_id}@{result.revision} already holds {name}; no pull request opened"
+        )
     elif result.pr_url is not None:
         click.echo(f"Opened pull request #{result.pr_num} on {result.repo_id} with {name}")
         click.echo(f"pr:     {result.pr_url}")

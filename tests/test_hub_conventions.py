@@ -21,16 +21,13 @@ from cxrzoo.hub import HubError, HubUsageError
 from cxrzoo.model import ZooModel
 
 sys.path.insert(0, str(Path(__file__).parent))
+import test_hub
 from hub_server import FakeHub
-from test_hub import (  # noqa: F401 - env and hub_server are fixtures
-    MODEL_FILES,
-    REPO,
-    env,
-    hub_server,
-    predictions,
-    save_tiny,
-    tiny_model,
-)
+from test_hub import MODEL_FILES, REPO, predictions, save_tiny, tiny_model
+
+# The fixtures of test_hub: a private store and Hugging Face cache, and the fake Hub.
+env = test_hub.env
+hub_server = test_hub.hub_server
 
 PULL_KEYS = {"repo_id", "revision", "commit", "sha256", "folder", "name"}
 PUSH_KEYS = {"repo_id", "revision", "commit", "url", "pr_url"}
@@ -61,7 +58,10 @@ def outputs(model: ZooModel, seed: int = 7) -> torch.Tensor:
 @pytest.fixture
 def two_branches(hub_server: FakeHub) -> dict[str, ZooModel]:
     """REPO with one model on main and a different one on branch dev."""
-    models = {"main": store.load_folder(save_tiny("m-main", seed=1)), "dev": store.load_folder(save_tiny("m-dev", seed=2))}
+    models = {
+        "main": store.load_folder(save_tiny("m-main", seed=1)),
+        "dev": store.load_folder(save_tiny("m-dev", seed=2)),
+    }
     hub.push("m-main", REPO)
     hub.push("m-dev", REPO, revision="dev")
     return models
@@ -117,11 +117,15 @@ def test_predict_command_takes_hf_hub_names(two_branches: dict[str, ZooModel], t
     # The dev model, not main's: its probabilities are those of the model pushed to dev.
     expected = two_branches["dev"].predict([image])[0]
     assert first["results"][0]["probabilities"] == pytest.approx(expected, abs=1e-6)
-    assert first["results"][0]["probabilities"] != pytest.approx(two_branches["main"].predict([image])[0], abs=1e-6)
+    assert first["results"][0]["probabilities"] != pytest.approx(
+        two_branches["main"].predict([image])[0], abs=1e-6
+    )
 
 
 # -- pull --revision and --json ----------------------------------------------------------------
-def test_pull_revision_option_pulls_that_branch(two_branches: dict[str, ZooModel], hub_server: FakeHub) -> None:
+def test_pull_revision_option_pulls_that_branch(
+    two_branches: dict[str, ZooModel], hub_server: FakeHub
+) -> None:
     code, output = run("pull", REPO, "--revision", "dev", "--name", "from-dev", "--json")
     assert code == 0, output
     record = json.loads(output)
@@ -261,7 +265,9 @@ def test_push_to_hub_private_branch_and_pr(hub_server: FakeHub) -> None:
     assert info.pr_num == 1 and info.pr_url == f"{hub_server.url}/org/x/discussions/1"
     assert hub_server.repos["org/x"].pull_requests[1].target == "dev"
     assert torch.equal(outputs(ZooModel.from_pretrained("hf://org/x@dev")), outputs(base))
-    assert torch.equal(outputs(ZooModel.from_pretrained("hf://org/x", revision="refs/pr/1")), outputs(proposed))
+    assert torch.equal(
+        outputs(ZooModel.from_pretrained("hf://org/x", revision="refs/pr/1")), outputs(proposed)
+    )
 
 
 def test_from_pretrained_store_name_and_folder(env: Path, tmp_path: Path) -> None:
@@ -286,3 +292,15 @@ def test_from_pretrained_on_a_subclass_refuses_another_class(hub_server: FakeHub
     for spec in ("hf-hub:org/x", "x"):  # the pull stored it as "x"
         with pytest.raises(TypeError, match=f"not a {other.__name__}"):
             other.from_pretrained(spec)
+
+
+def test_push_create_pr_of_an_unchanged_model_opens_nothing(hub_server: FakeHub) -> None:
+    save_tiny()
+    hub.push("tiny", REPO)
+    code, output = run("push", "tiny", REPO, "--create-pr", "--json")
+    assert code == 0, output
+    record = json.loads(output)
+    assert record["pr_url"] is None and record["commit"] == hub_server.commits(REPO)[-1].oid
+    assert not hub_server.repos[REPO].pull_requests
+    code, output = run("push", "tiny", REPO, "--create-pr")
+    assert code == 0 and "no pull request opened" in output, output
