@@ -2,7 +2,7 @@
 
 import cxrzoo
 model = cxrzoo.create_model("advanced_resnet")   # untrained, from its registry name
-model = cxrzoo.load("ensemble")                  # trained, from the store (or hf://org/repo)
+model = cxrzoo.load("ensemble")                  # trained, from the store (or hf-hub:org/repo)
 probs = model.predict(["chest.png"])             # [{label: probability}]
 """
 
@@ -94,15 +94,12 @@ def create_model(name: str, config: ModelConfig | None = None, **kwargs: Any) ->
 
 
 def load(name_or_path: str | os.PathLike[str], *, device: str = "cpu") -> ZooModel:
-    """Load a trained model: a store name, a model folder, or ``hf://org/repo[@revision]``."""
-    from cxrzoo import store
+    """Load a trained model: a store name, a model folder, or a Hub repo.
+
+    A Hub repo is ``hf://org/repo[@revision]`` or, as timm spells it, ``hf-hub:org/repo[@revision]``;
+    it is pulled into the store and verified first (see :func:`cxrzoo.hub.resolve_model`).
+    """
+    from cxrzoo import hub, store
 
     _threads.configure_threads()
-    text = str(name_or_path)
-    if text.startswith("hf://"):
-        from cxrzoo import hub
-
-        # A read never replaces a different model of the same name in the store.
-        folder = hub.pull(text[len("hf://") :], on_conflict="rename")
-        return store.load_folder(folder, device=device)
-    return store.load_folder(store.resolve(name_or_path), device=device)
+    return store.load_folder(hub.resolve_model(name_or_path), device=device)

@@ -31,27 +31,33 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cxrzoo import store
 from cxrzoo.cards import build_model_card  # re-exported: it used to live here
-from cxrzoo.errors import DataError
+from cxrzoo.errors import DataError, UserError
 from cxrzoo.store import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, IntegrityError, StoreError
 
 R = TypeVar("R")
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "HUB_PREFIXES",
     "HubError",
     "HubIntegrityError",
     "HubTimeoutError",
+    "HubUsageError",
+    "PushResult",
     "build_model_card",
     "hub_timeout",
+    "is_hub_spec",
     "parse_spec",
     "pull",
     "push",
     "repo_url",
+    "resolve_model",
     "source",
 ]
 
@@ -62,6 +68,8 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
 #: Files of a model folder that travel to and from the Hub (source.json never does).
 MODEL_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+#: Prefixes that mark a model name as a Hub repo: cxrzoo's ``hf://`` and timm's ``hf-hub:``.
+HUB_PREFIXES = ("hf://", "hf-hub:")
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
@@ -78,6 +86,12 @@ class HubIntegrityError(HubError, IntegrityError):
 
 class HubTimeoutError(HubError, TimeoutError):
     """A push or pull that did not finish within its timeout."""
+
+
+class HubUsageError(HubError, UserError):
+    """A push or pull asked for in a way that contradicts itself (two different revisions)."""
+
+    exit_code = UserError.exit_code
 
 
 # -- environment, read at call time ---------------------------------------------------------
@@ -144,11 +158,18 @@ def _version() -> str:
 
 
 # -- repo ids and revisions -----------------------------------------------------------------
+def is_hub_spec(name: str | os.PathLike[str]) -> bool:
+    """Whether a model name names a Hub repo: ``hf://org/repo`` or ``hf-hub:org/repo``."""
+    return isinstance(name, str) and name.strip().startswith(HUB_PREFIXES)
+
+
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Split ``[hf://]org/repo[@revision]`` into the repo id and the revision (None: main)."""
+    """Split ``[hf://|hf-hub:]org/repo[@revision]`` into the repo id and the revision (None: main)."""
     text = spec.strip()
-    if text.startswith("hf://"):
-        text = text[len("hf://") :]
+    for prefix in HUB_PREFIXES:
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
     repo_id, sep, revision = text.partition("@")
     repo_id = repo_id.strip("/")
     if not _REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id:
@@ -165,6 +186,59 @@ def _where(repo_id: str, revision: str | None) -> str:
     return f"{repo_id}@{revision}" if revision else repo_id
 
 
+def _one_revision(repo_id: str, in_spec: str | None, option: str | None, what: str) -> str | None:
+    """The revision named by ``REPO@REV`` and/or ``--revision``; both, differing, is an error."""
+    if option is not None and not option.strip():
+        raise HubUsageError(f"Empty --revision: name the {what}, or leave it out for main")
+    if in_spec and option and in_spec != option:
+        raise HubUsageError(
+            f"Two revisions given for {repo_id}: {in_spec!r} after '@' and {option!r} in --revision; name one"
+        )
+    return option or in_spec
+
+
+def resolve_model(
+    name_or_spec: str | os.PathLike[str], *, revision: str | None = None, token: str | None = None
+) -> Path:
+    """The model folder behind a store name, a folder, or ``hf://`` / ``hf-hub:org/repo[@rev]``.
+
+    A Hub repo is pulled (verified) into the store first; a read never replaces a different
+    model of the same name, it stores the pull under ``org--repo`` instead. ``revision`` and
+    ``token`` only apply to Hub repos.
+    """
+    if is_hub_spec(name_or_spec):
+        return pull(str(name_or_spec), revision=revision, token=token, on_conflict="rename")
+    if revision is not None:
+        raise HubUsageError(
+            f"revision={revision!r} only applies to a Hub repo (hf://ORG/NAME), not to {str(name_or_spec)!r}"
+        )
+    return store.resolve(name_or_spec)
+
+
+@dataclass(frozen=True, eq=False)
+class PushResult(str):
+    """What a push did. Compares and prints as the commit id (what :func:`push` used to return).
+
+    ``revision`` is the branch committed to, or the pull request's ref (``refs/pr/N``) when
+    the push opened one; ``url`` is the repo's page at that revision.
+    """
+
+    repo_id: str
+    revision: str
+    commit: str
+    url: str
+    commit_url: str | None = None
+    pr_url: str | None = None
+    pr_num: int | None = None
+
+    def __new__(cls, repo_id: str, revision: str, commit: str, *args: Any, **kwargs: Any) -> PushResult:
+        return str.__new__(cls, commit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``cxrzoo push --json``."""
+        return asdict(self)
+
+
 # -- push -----------------------------------------------------------------------------------
 def push(
     name_or_folder: str | os.PathLike[str],
@@ -174,23 +248,23 @@ def push(
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
+    create_pr: bool = False,
     timeout: float | None = None,
-) -> str:
+) -> PushResult:
     """Upload a model folder (a store name or a path) to ``repo_id`` in one commit.
 
     Creates the repo if needed (``private`` only applies then) and the branch ``revision`` if it
     does not exist yet. Uploads exactly the weights, config.json and the card; the weights are
     checked against their recorded sha256 first, so a damaged folder is never published.
-    Returns the id of the new commit (the branch's current commit when nothing changed).
+    With ``create_pr`` the commit opens a pull request against ``revision`` (default main; the
+    branch must exist) instead of changing it, as huggingface_hub's ``create_pr=True`` does.
+    Returns a :class:`PushResult`, equal to the id of the new commit (the branch's current
+    commit when nothing changed; then no pull request is opened and ``pr_url`` is None).
     ``timeout`` bounds the whole upload in seconds (default: :func:`hub_timeout`).
     """
     seconds = hub_timeout(timeout)
     repo_id, spec_revision = parse_spec(repo_id)
-    if revision is not None and not revision.strip():
-        raise HubError("Empty --revision: name the branch to push to, or leave it out for main")
-    if spec_revision and revision and spec_revision != revision:
-        raise HubError(f"Two branches given for {repo_id}: {spec_revision!r} and {revision!r}; name one")
-    revision = revision or spec_revision
+    revision = _one_revision(repo_id, spec_revision, revision, "branch to push to")
     folder = store.resolve(name_or_folder)
     doc, files = _files_to_push(folder)
     sha = doc["weights"].get("sha256", "")
@@ -203,15 +277,28 @@ def push(
 
         api = _api(token)
         api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision and revision != DEFAULT_REVISION:
+        # A pull request proposes a change to an existing branch: it never creates one.
+        if revision and revision != DEFAULT_REVISION and not create_pr:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         operations = [
             CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in files.items()
         ]
-        return api.create_commit(repo_id, operations, commit_message=message, revision=revision)
+        return api.create_commit(
+            repo_id, operations, commit_message=message, revision=revision, create_pr=create_pr
+        )
 
     info = _call_hub(upload, "push", repo_id, revision, seconds)
-    return str(info.oid)
+    pr_revision = getattr(info, "pr_revision", None)
+    where = pr_revision or revision or DEFAULT_REVISION
+    return PushResult(
+        repo_id=repo_id,
+        revision=where,
+        commit=str(info.oid),
+        url=repo_url(repo_id, where),
+        commit_url=getattr(info, "commit_url", None),
+        pr_url=getattr(info, "pr_url", None),
+        pr_num=getattr(info, "pr_num", None),
+    )
 
 
 def _files_to_push(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -253,10 +340,12 @@ def pull(
     force: bool = False,
     on_conflict: str = "refuse",
     timeout: float | None = None,
+    revision: str | None = None,
 ) -> Path:
-    """Download ``[hf://]org/repo[@revision]`` into the store and return its folder.
+    """Download ``[hf://|hf-hub:]org/repo[@revision]`` into the store and return its folder.
 
-    ``revision`` is a branch, tag or commit sha (default: main). The store name defaults to
+    ``revision`` (after ``@`` or as the keyword; both, differing, is a
+    :class:`HubUsageError`) is a branch, tag or commit sha (default: main). The store name defaults to
     the repo's name (``my-lab/cxr-rare-disease`` -> ``cxr-rare-disease``). An entry of that
     name that came from the same repo is updated once the new download is complete and
     verified; any other model there (trained here, or pulled from another repo) is never
@@ -264,7 +353,8 @@ def pull(
     under ``org--repo`` instead (what reads such as ``cxrzoo.load("hf://…")`` do).
     ``timeout`` bounds the download in seconds (default: :func:`hub_timeout`).
     """
-    repo_id, revision = parse_spec(spec)
+    repo_id, spec_revision = parse_spec(spec)
+    revision = _one_revision(repo_id, spec_revision, revision, "branch, tag or commit sha to pull")
     seconds = hub_timeout(timeout)
     if name is not None:
         store.check_name(name, what="store name")

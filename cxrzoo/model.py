@@ -186,13 +186,64 @@ class ZooModel(nn.Module):
         return save_folder(self, folder, card=card)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike[str], **kwargs: Any) -> ZooModel:
+    def from_pretrained(
+        cls,
+        name_or_path_or_repo: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> ZooModel:
+        """Load a trained model: a store name, a model folder, or ``hf://`` / ``hf-hub:org/repo``.
+
+        The same verified loading as :func:`cxrzoo.load` (a Hub repo is pulled into the store
+        first; ``revision`` and ``token`` apply to it, as in huggingface_hub's mixins). Other
+        keyword arguments go to :func:`cxrzoo.store.load_folder` (``device``, ``verify``).
+        Called on a subclass, refuses a model of another class.
+        """
+        from cxrzoo import hub
         from cxrzoo.store import load_folder
 
+        folder = hub.resolve_model(name_or_path_or_repo, revision=revision, token=token)
         model = load_folder(folder, **kwargs)
         if not isinstance(model, cls):
-            raise TypeError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+            raise TypeError(f"{name_or_path_or_repo} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Upload this model to the Hub repo ``repo_id`` in one commit, like huggingface_hub's mixins.
+
+        Saves the model into a temporary folder (weights, config.json, card: the files
+        ``cxrzoo push`` sends) and pushes it with :func:`cxrzoo.hub.push`; returns its
+        :class:`~cxrzoo.hub.PushResult` (the commit id, with ``url``, ``commit_url`` and, with
+        ``create_pr``, ``pr_url`` and ``pr_num``).
+        """
+        import tempfile
+
+        from cxrzoo import hub
+
+        with tempfile.TemporaryDirectory(prefix="cxrzoo-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            return hub.push(
+                folder,
+                repo_id,
+                revision=revision,
+                private=private,
+                token=token,
+                commit_message=commit_message,
+                create_pr=create_pr,
+                timeout=timeout,
+            )
 
     def num_parameters(self, trainable: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)

@@ -1,7 +1,10 @@
 """A small in-memory Hugging Face Hub on loopback, for testing push and pull end to end.
 
 It answers the HTTP endpoints that huggingface_hub's own client calls for ``create_repo``,
-``create_branch``, ``create_commit`` (README validation, preupload, commit), ``model_info`` /
+``create_branch``, ``create_commit`` (README validation, preupload, commit; with
+``create_pr=True`` the client adds the query parameter ``create_pr=1`` and the answer carries
+``pullRequestUrl``: the commit goes to a new ref ``refs/pr/N`` and the branch is left alone),
+``model_info`` /
 ``repo_info``, ``list_repo_tree`` and file downloads (``hf_hub_download`` /
 ``snapshot_download``), with the headers and error codes the client keys on. Every file is
 uploaded in "regular" mode (base64 inside the commit), so neither LFS nor Xet is involved: no
@@ -63,6 +66,18 @@ class Commit:
 
 
 @dataclass
+class PullRequest:
+    num: int
+    #: The branch the pull request proposes to change.
+    target: str
+    title: str
+
+    @property
+    def ref(self) -> str:
+        return f"refs/pr/{self.num}"
+
+
+@dataclass
 class Repo:
     repo_id: str
     private: bool
@@ -71,10 +86,18 @@ class Repo:
     tags: dict[str, str] = field(default_factory=dict)
     #: every commit of the repo by oid
     commits: dict[str, Commit] = field(default_factory=dict)
+    #: pull requests by number; their heads are in ``pr_refs``
+    pull_requests: dict[int, PullRequest] = field(default_factory=dict)
+    #: "refs/pr/N" -> commit oid of the pull request's head
+    pr_refs: dict[str, str] = field(default_factory=dict)
+
+    def heads(self) -> dict[str, str]:
+        """Refs that can be committed to: branches and pull requests."""
+        return {**self.branches, **self.pr_refs}
 
     def resolve(self, revision: str) -> Commit | None:
-        if revision in self.branches:
-            return self.commits[self.branches[revision]]
+        if revision in self.heads():
+            return self.commits[self.heads()[revision]]
         if revision in self.tags:
             return self.commits[self.tags[revision]]
         if _SHA1.fullmatch(revision) and revision in self.commits:
@@ -160,11 +183,11 @@ class FakeHub:
 
     # -- inspection and fixtures for tests -------------------------------------------------
     def commits(self, repo_id: str, branch: str = "main") -> list[Commit]:
-        """The commits reachable from ``branch``, oldest first."""
+        """The commits reachable from ``branch`` (or a pull request's ``refs/pr/N``), oldest first."""
         with self.lock:
             repo = self.repos[repo_id]
             out = []
-            oid: str | None = repo.branches[branch]
+            oid: str | None = repo.heads()[branch]
             while oid is not None:
                 commit = repo.commits[oid]
                 out.append(commit)
@@ -455,12 +478,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api_commit(self, repo: str, rev: str) -> None:
         repository = self._repo(repo, write=True)
-        if rev not in repository.branches:
+        create_pr = self.query.get("create_pr") == "1"
+        # A pull request targets a branch; later commits may go to its refs/pr/N.
+        if rev not in (repository.branches if create_pr else repository.heads()):
             raise ErrorReply(404, f"Invalid rev id: {rev} is not a branch", code="RevisionNotFound")
-        parent = repository.commits[repository.branches[rev]]
+        parent = repository.commits[repository.heads()[rev]]
         header: dict[str, Any] = {}
-        files = dict(parent.files)
-        deleted: set[str] = set()
+        operations: list[tuple[str, dict[str, Any]]] = []
         for line in self.body.splitlines():
             if not line.strip():
                 continue
@@ -468,33 +492,52 @@ class _Handler(BaseHTTPRequestHandler):
             key, value = item["key"], item["value"]
             if key == "header":
                 header = value
-            elif key == "file":
+            elif key in ("file", "deletedFile", "deletedFolder"):
+                operations.append((key, value))
+            else:
+                raise ErrorReply(400, f"this fake hub does not accept {key!r} operations (LFS or Xet)")
+        parent_commit = header.get("parentCommit")
+        if parent_commit and create_pr:
+            # The pull request is opened from that commit, as the Hub does.
+            base = repository.commits.get(parent_commit)
+            if base is None:
+                raise ErrorReply(404, f"Invalid parent commit {parent_commit}", code="RevisionNotFound")
+            parent = base
+        elif parent_commit and parent_commit != parent.oid:
+            raise ErrorReply(412, "A commit has happened since. Please refresh and try again.")
+        files = dict(parent.files)
+        deleted: set[str] = set()
+        for key, value in operations:
+            if key == "file":
                 if value.get("encoding") != "base64":
                     raise ErrorReply(400, f"unsupported encoding {value.get('encoding')!r}")
                 files[value["path"]] = base64.b64decode(value["content"])
             elif key == "deletedFile":
                 files.pop(value["path"], None)
                 deleted.add(value["path"])
-            elif key == "deletedFolder":
+            else:
                 prefix = value["path"].rstrip("/") + "/"
                 for path in [p for p in files if p.startswith(prefix)]:
                     files.pop(path)
                     deleted.add(path)
-            else:
-                raise ErrorReply(400, f"this fake hub does not accept {key!r} operations (LFS or Xet)")
-        parent_commit = header.get("parentCommit")
-        if parent_commit and parent_commit != parent.oid:
-            raise ErrorReply(412, "A commit has happened since. Please refresh and try again.")
         commit = self.fake._new_commit(repository, parent, header.get("summary", ""), files, deleted)
-        repository.branches[rev] = commit.oid
-        self._send_json(
-            {
-                "success": True,
-                "commitOid": commit.oid,
-                "commitUrl": f"{self.fake.url}/{repo}/commit/{commit.oid}",
-                "hookOutput": "",
-            }
-        )
+        answer = {
+            "success": True,
+            "commitOid": commit.oid,
+            "commitUrl": f"{self.fake.url}/{repo}/commit/{commit.oid}",
+            "hookOutput": "",
+        }
+        if create_pr:
+            num = max(repository.pull_requests, default=0) + 1
+            pr = PullRequest(num=num, target=rev, title=header.get("summary", ""))
+            repository.pull_requests[num] = pr
+            repository.pr_refs[pr.ref] = commit.oid
+            answer["pullRequestUrl"] = f"{self.fake.url}/{repo}/discussions/{num}"
+        elif rev in repository.pr_refs:
+            repository.pr_refs[rev] = commit.oid
+        else:
+            repository.branches[rev] = commit.oid
+        self._send_json(answer)
 
     def _api_tree(self, repo: str, rev: str, path: str = "") -> None:
         repository = self._repo(repo)
