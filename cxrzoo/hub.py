@@ -340,6 +340,7 @@ def pull(
     force: bool = False,
     on_conflict: str = "refuse",
     timeout: float | None = None,
+    progress: bool = True,
     revision: str | None = None,
 ) -> Path:
     """Download ``[hf://|hf-hub:]org/repo[@revision]`` into the store and return its folder.
@@ -371,7 +372,13 @@ def pull(
     target = store.model_path(target_name)
     where = _where(repo_id, revision)
     snapshot = Path(
-        _call_hub(lambda: _download(repo_id, revision, token=token), "pull", repo_id, revision, seconds)
+        _call_hub(
+            lambda: _download(repo_id, revision, token=token, progress=progress),
+            "pull",
+            repo_id,
+            revision,
+            seconds,
+        )
     )
     commit = snapshot.name if _COMMIT_SHA.fullmatch(snapshot.name) else None
     doc = _check_model(snapshot, where)
@@ -446,8 +453,24 @@ def source(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _download(repo_id: str, revision: str | None, *, token: str | None) -> str:
-    """The snapshot folder of ``repo_id`` at ``revision`` in huggingface_hub's cache."""
+def _download(repo_id: str, revision: str | None, *, token: str | None, progress: bool = True) -> str:
+    """The snapshot folder of ``repo_id`` at ``revision`` in huggingface_hub's cache.
+
+    ``progress=False`` keeps huggingface_hub's progress bars off (``--json`` output is parsed).
+    """
+    if not progress:
+        from huggingface_hub.utils import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
+
+        if not are_progress_bars_disabled():
+            disable_progress_bars()
+            try:
+                return _download(repo_id, revision, token=token)
+            finally:
+                enable_progress_bars()
     import httpx2
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import OfflineModeIsEnabled

@@ -107,7 +107,9 @@ def pull(
     """
     from cxrzoo import hub
 
-    folder = hub.pull(spec, revision=revision, name=name, token=token, force=force, timeout=timeout)
+    folder = hub.pull(
+        spec, revision=revision, name=name, token=token, force=force, timeout=timeout, progress=not as_json
+    )
     source = hub.source(folder) or {}
     if as_json:
         record = {

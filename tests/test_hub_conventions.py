@@ -34,8 +34,9 @@ PUSH_KEYS = {"repo_id", "revision", "commit", "url", "pr_url"}
 
 
 def run(*args: str) -> tuple[int, str]:
+    """Exit code and output; with --json, standard output alone (what a script parses)."""
     result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, (result.stdout if "--json" in args and result.exit_code == 0 else result.output)
 
 
 def one_error_line(output: str) -> str:
