@@ -85,6 +85,9 @@ class ModelConfig:
     image_size: int = 224
     preprocessing: tuple[str, ...] = DEFAULT_PREPROCESSING
     thresholds: tuple[float, ...] | None = None
+    #: Test-time augmentation: average the probabilities of the image and its mirror image
+    #: (validation, calibration, evaluation, predict and the ONNX graph alike).
+    flip_tta: bool = False
 
     #: Accepted ranges of numeric fields; a subclass extends it with ``{**ModelConfig.bounds, …}``.
     bounds: ClassVar[dict[str, Range]] = {

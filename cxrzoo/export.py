@@ -49,8 +49,19 @@ class _CompositeGraph(nn.Module):
         self.parts = nn.ModuleList(model.member_models())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        probs = [torch.sigmoid(m(x).float()) for m, x in zip(self.parts, inputs, strict=True)]
+        probs = [m.probabilities(x) for m, x in zip(self.parts, inputs, strict=True)]
         return torch.logit(self.model.combine_members(probs), eps=1e-6)
+
+
+class _FlipGraph(nn.Module):
+    """A model with flip test-time augmentation, as one graph (logits of the averaged probability)."""
+
+    def __init__(self, model: ZooModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logit(self.model.probabilities(x), eps=1e-6)
 
 
 def _parts(model: ZooModel) -> tuple[ZooModel, ...]:
@@ -109,7 +120,13 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     specs = input_specs(model)
-    graph: nn.Module = (_CompositeGraph(model) if model.member_models() else model).eval()
+    if model.member_models():
+        graph: nn.Module = _CompositeGraph(model)
+    elif model.config.flip_tta:
+        graph = _FlipGraph(model)
+    else:
+        graph = model
+    graph = graph.eval()
 
     def examples(n: int, seed: int | None = None) -> tuple[torch.Tensor, ...]:
         g = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -302,8 +302,7 @@ class TorchRunner:
         for part, prep, batch in zip(self.parts, self.preprocessings, inputs, strict=True):
             x = prep.tensor(batch.to(self.device, non_blocking=True))
             with _autocast(self.device, self.amp):
-                logits = part(x)
-            probs.append(torch.sigmoid(logits.float()))
+                probs.append(part.probabilities(x).float())
         if not self.members:
             return probs[0]
         return self.model.combine_members(probs).float()
@@ -450,7 +449,7 @@ def _predict_tensor(
     with runner.active():
         for i in range(0, len(batch), batch_size):
             x = batch[i : i + batch_size].to(runner.device).float()
-            out.append(torch.sigmoid(model(x).float()).cpu())
+            out.append(model.probabilities(x).float().cpu())
     if not out:
         return np.zeros((0, len(model.labels)), dtype=np.float32)
     return torch.cat(out).numpy()

@@ -63,6 +63,15 @@ class ZooModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``[B, labels]`` of a preprocessed batch: the sigmoid of :meth:`forward`,
+        averaged with the mirrored batch's when ``config.flip_tta`` is on. Every prediction path
+        (validation, evaluation, ``predict``, ONNX export) goes through it."""
+        p = torch.sigmoid(self(x).float())
+        if getattr(self.config, "flip_tta", False):
+            p = (p + torch.sigmoid(self(torch.flip(x, dims=[-1])).float())) / 2
+        return p
+
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named attention and feature maps ``[B, C, h, w]`` for explanation."""
         return {}

@@ -131,7 +131,7 @@ class Ensemble(ZooModel):
         return torch.logit(self.combine_members(self.member_probabilities(x)), eps=1e-6)
 
     def member_probabilities(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.sigmoid(m(self._member_input(m, x)).float()) for m in self.members]
+        return [m.probabilities(self._member_input(m, x)) for m in self.members]
 
     def gradcam_layers(self) -> list[nn.Module]:
         return [layer for m in self.members for layer in m.gradcam_layers()[:1]]
