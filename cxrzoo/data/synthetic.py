@@ -18,10 +18,11 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -762,45 +763,72 @@ def write_kaggle_layout(
     prev = resolve_prevalence(prevalence)
     test_patients = _test_patients(n, seed, test_fraction, images_per_patient)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with _partial_folder(out) as tmp:
         image_dir = tmp / "images_001" / "images"
         image_dir.mkdir(parents=True)
         spacing = f"{_FIELD_OF_VIEW_MM / size:.3f}"
         rows = [_NIH_HEADER]
         train_names: list[str] = []
         test_names: list[str] = []
-        demographics: tuple[int, str] = (0, "")
-        phantoms = _iter_phantoms(n, size, seed, prev)
-        if progress:
-            from tqdm import tqdm
-
-            phantoms = tqdm(phantoms, total=n, desc="phantoms", unit="img")
-        for i, (image, labels) in enumerate(phantoms):
-            patient, follow_up = i // images_per_patient + 1, i % images_per_patient
-            if follow_up == 0:
-                demographics = _patient_demographics(seed, patient)
-            age, sex = demographics
-            view = _view_position(seed, i)
-            name = f"{patient:08d}_{follow_up:03d}.png"
-            if not cv2.imwrite(str(image_dir / name), image):
+        for p in _patient_phantoms(n, size, seed, prev, images_per_patient, progress):
+            view = _view_position(seed, p.index)
+            name = f"{p.patient:08d}_{p.follow_up:03d}.png"
+            if not cv2.imwrite(str(image_dir / name), p.image):
                 raise OSError(f"could not write {image_dir / name}")
-            findings = "|".join(LABELS[k] for k in np.flatnonzero(labels)) or NO_FINDING
+            findings = "|".join(LABELS[k] for k in np.flatnonzero(p.labels)) or NO_FINDING
             rows.append(
-                f"{name},{findings},{follow_up},{patient},{age},{sex},{view},{size},{size},{spacing},{spacing}"
+                f"{name},{findings},{p.follow_up},{p.patient},{p.age},{p.sex},{view},{size},{size},"
+                f"{spacing},{spacing}"
             )
-            (test_names if patient in test_patients else train_names).append(name)
+            (test_names if p.patient in test_patients else train_names).append(name)
         (tmp / "Data_Entry_2017.csv").write_text("\n".join(rows) + "\n", newline="\n")
         (tmp / "train_val_list.txt").write_text("".join(f"{x}\n" for x in train_names), newline="\n")
         (tmp / "test_list.txt").write_text("".join(f"{x}\n" for x in test_names), newline="\n")
+    return out
+
+
+class _Phantom(NamedTuple):
+    index: int
+    image: np.ndarray
+    labels: np.ndarray
+    patient: int
+    follow_up: int
+    age: int
+    sex: str
+
+
+def _patient_phantoms(
+    n: int, size: int, seed: int, prev: dict[str, float], images_per_patient: int, progress: bool
+) -> Iterator[_Phantom]:
+    """The phantoms in order, with their patient (``images_per_patient`` consecutive images
+    each), follow-up number and the patient's age and sex: the same for every layout."""
+    phantoms: Iterable[tuple[np.ndarray, np.ndarray]] = _iter_phantoms(n, size, seed, prev)
+    if progress:
+        from tqdm import tqdm
+
+        phantoms = tqdm(phantoms, total=n, desc="phantoms", unit="img")
+    demographics: tuple[int, str] = (0, "")
+    for i, (image, labels) in enumerate(phantoms):
+        patient, follow_up = i // images_per_patient + 1, i % images_per_patient
+        if follow_up == 0:
+            demographics = _patient_demographics(seed, patient)
+        yield _Phantom(i, image, labels, patient, follow_up, *demographics)
+
+
+@contextmanager
+def _partial_folder(out: Path) -> Iterator[Path]:
+    """A folder built next to ``out`` and renamed into place when complete, so a reader never
+    sees half a data set; removed on error. ``out`` must be absent or empty (checked before)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
         if out.exists():
-            out.rmdir()  # empty, checked above; rename cannot replace a folder everywhere
+            out.rmdir()  # empty, checked before; rename cannot replace a folder everywhere
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def write_chexpert_layout(
@@ -837,41 +865,24 @@ def write_chexpert_layout(
         j: _IDX[canonical(name)] for j, name in enumerate(CHEXPERT_LABELS) if canonical(name) in _IDX
     }
     test_patients = _test_patients(n, seed, test_fraction, images_per_patient)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     header = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(CHEXPERT_LABELS)
-    try:
+    with _partial_folder(out) as tmp:
         lines = {"train": [header], "valid": [header]}
-        demographics: tuple[int, str] = (0, "")
-        phantoms = _iter_phantoms(n, size, seed, prev)
-        if progress:
-            from tqdm import tqdm
-
-            phantoms = tqdm(phantoms, total=n, desc="phantoms", unit="img")
-        for i, (image, labels) in enumerate(phantoms):
-            patient, follow_up = i // images_per_patient + 1, i % images_per_patient
-            if follow_up == 0:
-                demographics = _patient_demographics(seed, patient)
-            age, sex = demographics
-            split = "valid" if patient in test_patients else "train"
-            rel = f"{split}/patient{patient:05d}/study{follow_up + 1}/view1_frontal.jpg"
+        for p in _patient_phantoms(n, size, seed, prev, images_per_patient, progress):
+            split = "valid" if p.patient in test_patients else "train"
+            rel = f"{split}/patient{p.patient:05d}/study{p.follow_up + 1}/view1_frontal.jpg"
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            if not cv2.imwrite(str(path), p.image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
                 raise OSError(f"could not write {path}")
-            codes = _chexpert_codes(labels, source_of, seed, i, official=split == "valid")
-            sex_text = "Male" if sex == "M" else "Female"
+            codes = _chexpert_codes(p.labels, source_of, seed, p.index, official=split == "valid")
+            sex_text = "Male" if p.sex == "M" else "Female"
             lines[split].append(
-                f"{CHEXPERT_FOLDER}/{rel},{sex_text},{age},Frontal,{_view_position(seed, i)},{','.join(codes)}"
+                f"{CHEXPERT_FOLDER}/{rel},{sex_text},{p.age},Frontal,{_view_position(seed, p.index)},"
+                f"{','.join(codes)}"
             )
         (tmp / "train.csv").write_text("\n".join(lines["train"]) + "\n", newline="\n")
         (tmp / "valid.csv").write_text("\n".join(lines["valid"]) + "\n", newline="\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
