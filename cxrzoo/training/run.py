@@ -26,7 +26,6 @@ from cxrzoo.errors import UserError
 from cxrzoo.inference import predict_table
 from cxrzoo.model import TrainingContext, ZooModel
 from cxrzoo.training.distributed import DistContext
-from cxrzoo.training.recipes import Recipe
 from cxrzoo.training.spec import RunSpec
 from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
 
@@ -87,49 +86,18 @@ def _quiet(_message: str) -> None:
     pass
 
 
-def train_model(
-    model_name: str,
-    *,
-    data: str | os.PathLike[str] | None = None,
-    dataset: str | None = None,
-    dataset_options: dict[str, Any] | None = None,
-    fraction: float = 1.0,
-    seed: int = 0,
-    recipe: str | Recipe = "default",
-    recipe_overrides: dict[str, Any] | None = None,
-    config_overrides: dict[str, Any] | None = None,
-    device: str | None = None,
-    name: str | None = None,
-    resume: bool = False,
-    save: bool = True,
-    progress: bool = True,
-    echo: Echo = print,
-) -> ZooModel:
+def train_model(model_name: str, *, echo: Echo = print, **options: Any) -> ZooModel:
     """Train ``model_name`` and (by default) save it in the store under ``name``.
 
-    The same as ``cxrzoo train``: both resolve one :class:`~cxrzoo.training.spec.RunSpec`.
-    While it trains, the store entry ``name`` is locked: a second training of the same name
-    fails at once instead of overwriting this one's files.
+    ``options`` are those of :func:`~cxrzoo.training.spec.resolve_run` (``data``, ``dataset``,
+    ``dataset_options``, ``fraction``, ``seed``, ``recipe``, ``recipe_overrides``,
+    ``config_overrides``, ``device``, ``name``, ``resume``, ``save``, ``progress``): the same
+    resolution as ``cxrzoo train``. While it trains, the store entry ``name`` is locked: a
+    second training of the same name fails at once instead of overwriting this one's files.
     """
     from cxrzoo.training.spec import resolve_run
 
-    spec = resolve_run(
-        model_name,
-        data=data,
-        dataset=dataset,
-        dataset_options=dataset_options,
-        fraction=fraction,
-        seed=seed,
-        recipe=recipe,
-        recipe_overrides=recipe_overrides,
-        config_overrides=config_overrides,
-        device=device,
-        name=name,
-        resume=resume,
-        save=save,
-        progress=progress,
-    )
-    return run_training(spec, echo=echo)
+    return run_training(resolve_run(model_name, **options), echo=echo)
 
 
 def run_training(spec: RunSpec, *, echo: Echo = print) -> ZooModel:
@@ -356,40 +324,17 @@ def _build_and_calibrate(spec: RunSpec, echo: Echo) -> ZooModel:
 
 
 def crossval_model(
-    model_name: str,
-    *,
-    folds: int = 5,
-    data: str | os.PathLike[str] | None = None,
-    dataset: str | None = None,
-    dataset_options: dict[str, Any] | None = None,
-    fraction: float = 1.0,
-    seed: int = 0,
-    recipe: str | Recipe = "default",
-    recipe_overrides: dict[str, Any] | None = None,
-    config_overrides: dict[str, Any] | None = None,
-    device: str | None = None,
-    progress: bool = True,
-    echo: Echo = print,
+    model_name: str, *, folds: int = 5, progress: bool = True, echo: Echo = print, **options: Any
 ) -> dict[str, Any]:
-    """Patient-grouped k-fold cross-validation on the train_val images (test stays unseen)."""
+    """Patient-grouped k-fold cross-validation on the train_val images (test stays unseen).
+
+    ``options`` are those of :func:`~cxrzoo.training.spec.resolve_run` (nothing is saved).
+    """
     from cxrzoo import create_model
     from cxrzoo.metrics import evaluate_predictions, patient_kfold
     from cxrzoo.training.spec import resolve_run
 
-    run = resolve_run(
-        model_name,
-        data=data,
-        dataset=dataset,
-        dataset_options=dataset_options,
-        fraction=fraction,
-        seed=seed,
-        recipe=recipe,
-        recipe_overrides=recipe_overrides,
-        config_overrides=config_overrides,
-        device=device,
-        save=False,
-        progress=progress,
-    )
+    run = resolve_run(model_name, save=False, progress=progress, **options)
     if not run.model_class.trains_itself:
         raise UserError(
             f"{model_name} is not trained by gradient descent itself; cross-validate the models it "
@@ -400,7 +345,8 @@ def crossval_model(
     pool = pd.concat([splits.train, splits.val], ignore_index=True)
     arrays = arrays_for(pool, config, echo=echo, progress=progress)
     fold_results = []
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    seed = run.seed
+    dev = torch.device(run.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     for k, (train_idx, val_idx) in enumerate(
         patient_kfold(arrays.patients, arrays.labels, k=folds, seed=seed)
     ):
