@@ -277,3 +277,40 @@ def cxrzoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "cxrzoo-home"
     monkeypatch.setenv("CXRZOO_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def install_copy(tmp_path: Path) -> Callable[[Path], Path]:
+    """``install_copy(package_folder)``: a non-editable ``pip install --target`` of a copy of the
+    folder (so setuptools' build/ and egg-info never land in the checkout); returns the target."""
+    import shutil
+    import subprocess
+    import sys
+
+    def install(folder: Path) -> Path:
+        site = tmp_path / "site"
+        source = tmp_path / folder.name
+        shutil.copytree(
+            folder, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests")
+        )
+        pip = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(site),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert pip.returncode == 0, pip.stderr
+        return site
+
+    return install

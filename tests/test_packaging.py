@@ -7,7 +7,6 @@ import ast
 import importlib.metadata as md
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,35 +87,10 @@ def test_hub_requires_the_huggingface_hub_it_is_written_for() -> None:
     assert int(md.version("huggingface_hub").split(".")[0]) >= 2
 
 
-def test_wheel_install_writes_the_plugins_own_card(tmp_path: Path) -> None:
+def test_wheel_install_writes_the_plugins_own_card(tmp_path: Path, install_copy) -> None:
     """A non-editable install carries card.md as package data, and a saved model's README is
     rare_disease's own card, not the generic one."""
-    site = tmp_path / "site"
-    # Built from a copy, so that setuptools' build/ and egg-info never land in the checkout.
-    source = tmp_path / "cxrzoo-rare-disease"
-    shutil.copytree(
-        ROOT / "plugins" / "cxrzoo-rare-disease",
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests"),
-    )
-    pip = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert pip.returncode == 0, pip.stderr
+    site = install_copy(ROOT / "plugins" / "cxrzoo-rare-disease")
     assert (site / "cxrzoo_rare_disease" / "card.md").is_file()
     code = (
         "import cxrzoo, cxrzoo_rare_disease\n"

@@ -3,7 +3,6 @@
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import types
@@ -70,33 +69,8 @@ def test_block_and_allow_lists(tmp_path):
     assert data["transform"], "the core's own plugins always load"
 
 
-def test_installed_example_plugin_is_listed(tmp_path):
-    site = tmp_path / "site"
-    # Installed from a copy, so that setuptools' build/ and egg-info never land in the checkout.
-    source = tmp_path / "cxrzoo-example-plugin"
-    shutil.copytree(
-        ROOT / "examples" / "cxrzoo-example-plugin",
-        source,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
-    )
-    pip = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert pip.returncode == 0, pip.stderr
+def test_installed_example_plugin_is_listed(tmp_path, install_copy):
+    site = install_copy(ROOT / "examples" / "cxrzoo-example-plugin")
     listed = run_cli("list", "--kind", "model", "--json", pythonpath=site)
     assert listed.returncode == 0, listed.stderr
     models = {m["name"]: m["source"] for m in json.loads(listed.stdout)}

@@ -35,7 +35,7 @@ import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import read_csv_frame
-from cxrzoo.labels import canonical
+from cxrzoo.labels import LABELS, canonical
 from cxrzoo_public_datasets._common import build_rows, normalise_sex
 
 CSV_NAMES: tuple[str, ...] = (
@@ -72,20 +72,7 @@ TERMS: dict[str, str] = {
 }
 #: The source's labels: the vocabulary findings PadChest terms map to, NIH's first.
 PUBLISHED_ORDER: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
+    *LABELS,
     "No Finding",
     "Tuberculosis",
     "COPD",
