@@ -439,17 +439,21 @@ def _cli_process(home: Path, *args: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_two_trainings_of_one_name_do_not_both_save(home: Path) -> None:
-    procs = [_cli_process(home, "train", "chest_xray_attention", "--name", "dup", *QUICK) for _ in range(2)]
-    results = [(p.wait(timeout=600), p.stdout.read()) for p in procs]
-    codes = sorted(code for code, _ in results)
-    outputs = "\n".join(out for _, out in results)
-    assert "Traceback" not in outputs
-    if codes == [0, 3]:  # one won, the other was refused at once
-        assert outputs.count("Saved to") == 1
-        assert "being written by another process" in outputs
-    else:  # they ran one after the other (the first finished before the second started)
-        assert codes == [0, 0], outputs
-    cxrzoo.load("dup")  # whatever happened, the entry is whole
+    # The first run trains long enough (30 epochs) for the second to start while it holds the lock.
+    first = _cli_process(home, "train", "chest_xray_attention", "--name", "dup", *QUICK, "--set", "epochs=30")
+    seen = []
+    for line in first.stdout:  # the first run holds the entry's lock once it is training
+        seen.append(line)
+        if line.startswith("Training"):
+            break
+    second = _cli_process(home, "train", "chest_xray_attention", "--name", "dup", *QUICK)
+    second_out = second.communicate(timeout=600)[0]
+    first_out = "".join(seen) + first.communicate(timeout=600)[0]
+    assert second.returncode == 3, second_out
+    assert "being written by another process" in second_out and "Traceback" not in second_out
+    assert first.returncode == 0, first_out
+    assert "Saved to" in first_out and "Saved to" not in second_out
+    cxrzoo.load("dup")  # the winner's entry is whole
 
 
 @pytest.mark.slow

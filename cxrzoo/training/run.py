@@ -23,11 +23,11 @@ from cxrzoo.config import ModelConfig
 from cxrzoo.data.arrays import ArrayData, arrays_for
 from cxrzoo.data.spec import DataSpec, SplitTables, load_splits
 from cxrzoo.errors import UserError
-from cxrzoo.inference import predict_table
+from cxrzoo.inference import predict_arrays, predict_table
 from cxrzoo.model import TrainingContext, ZooModel
 from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.spec import RunSpec
-from cxrzoo.training.trainer import Trainer, history_csv, predict_arrays
+from cxrzoo.training.trainer import Trainer, history_csv
 
 Echo = Callable[[str], None]
 
@@ -357,7 +357,7 @@ def crossval_model(
         model = create_model(model_name, fold_config)
         echo(f"Fold {k + 1}/{folds}: {len(train)} train / {len(val)} val images")
         Trainer(model, recipe_obj, train, val, device=dev, seed=seed + k, progress=progress, echo=echo).fit()
-        probs = predict_arrays(model, val, model.preprocessing(), device=dev)
+        probs = predict_arrays(model, val.images, rows=val.rows, device=dev)
         metrics = evaluate_predictions(val.labels, probs, model.labels, rare=model.rare_findings() or None)
         fold_results.append(
             {

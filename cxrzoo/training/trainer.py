@@ -87,28 +87,6 @@ def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractCont
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
-def predict_arrays(
-    model: nn.Module,
-    data: ArrayData,
-    preprocessing: Any = None,
-    *,
-    device: torch.device,
-    batch_size: int = 128,
-    amp: bool = True,
-    channels_last: bool = False,
-) -> np.ndarray:
-    """Probabilities ``[N, L]`` for preprocessed arrays, in the data's order.
-
-    The inference layer's :func:`cxrzoo.inference.predict_arrays` does the work: validation
-    predicts exactly as evaluation and ``cxrzoo predict`` do. (``preprocessing`` and
-    ``channels_last`` are accepted for callers written before that.)
-    """
-    from cxrzoo.inference import predict_arrays as infer
-
-    return infer(model, data.images, rows=data.rows, batch_size=batch_size, device=device, amp=amp)
-
-
 class Trainer:
     """Trains one :class:`ZooModel` on preprocessed arrays, validating every epoch."""
 
@@ -346,14 +324,16 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def validate(self) -> tuple[np.ndarray, float | None, float]:
+        # Validation predicts through the inference layer, exactly as evaluation and predict do.
+        from cxrzoo.inference import predict_arrays
+
         probs = predict_arrays(
             self.eval_model,
-            self.val_data,
-            self.prep,
+            self.val_data.images,
+            rows=self.val_data.rows,
             device=self.device,
             batch_size=self.recipe.eval_batch_size,
             amp=self.recipe.amp,
-            channels_last=self.recipe.channels_last,
         )
         labels = self.val_data.labels.astype(np.float32)
         with torch.no_grad():
