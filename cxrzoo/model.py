@@ -32,6 +32,11 @@ class TrainingContext:
     def echo(self, message: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def validation(self, model: ZooModel) -> tuple[Any, Any]:  # pragma: no cover - interface
+        """``model``'s probabilities ``[N, labels]`` on this run's validation images and their
+        labels (NaN where unknown), for a composite that tunes itself on validation."""
+        raise NotImplementedError
+
 
 class ZooModel(nn.Module):
     """Base class of every cxrzoo model.

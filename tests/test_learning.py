@@ -108,9 +108,8 @@ def test_ensemble_learns_from_its_members(home):
     assert model.metadata["training"]["members"] == overrides["members"]
 
 
-def test_shuffled_labels_score_near_chance(home):
-    """The same pipeline with labels detached from images must not look like learning."""
-    name = "chest_xray_attention"
+def shuffled_model(name: str = "chest_xray_attention") -> tuple:
+    """``name`` trained on labels detached from their images, and the held-out test arrays."""
     config = models.get(name).config_class().replace(**tiny_overrides(name))
     splits = load_splits(DataSpec(dataset="synthetic", options=SYNTHETIC), echo=lambda _m: None)
     train = arrays_for(splits.train, config, progress=False, echo=lambda _m: None)
@@ -123,7 +122,45 @@ def test_shuffled_labels_score_near_chance(home):
     model = cxrzoo.create_model(name, config)
     recipe = get_recipe("quick").replace(**RECIPE)
     Trainer(model, recipe, train, val, progress=False, echo=lambda _m: None).fit()
+    return model, test
+
+
+def test_shuffled_labels_score_near_chance(home):
+    """The same pipeline with labels detached from images must not look like learning."""
+    model, test = shuffled_model()
+    store.save(model, "shuffled")  # an uninformative ensemble member for the test below
     probs = predict_arrays(model, test.images, rows=test.rows, device=torch.device("cpu"))
     auroc = evaluate_predictions(test.labels, probs, model.labels, metrics=["auroc"])["macro_auroc"]
     print(f"shuffled labels: held-out macro AUROC {auroc:.3f}")
     assert 0.4 <= auroc <= 0.6, auroc
+
+
+def test_auroc_weighted_ensemble_leans_on_the_member_that_learned(home):
+    """``weighting=auroc``: a member that learned nothing (trained on shuffled labels) gets
+    little weight on every finding, and the ensemble scores at least as well as the plain
+    average held out."""
+    learned = "chest_xray_attention"
+    quiet = {"progress": False, "echo": lambda _m: None}
+    data = {"dataset": "synthetic", "dataset_options": SYNTHETIC, "recipe": "quick", "seed": 0}
+    if learned not in store.list_trained():
+        train_model(
+            learned, recipe_overrides=RECIPE, config_overrides=tiny_overrides(learned), **data, **quiet
+        )
+    if "shuffled" not in store.list_trained():
+        store.save(shuffled_model()[0], "shuffled")
+    members = {"members": [learned, "shuffled"], "image_size": 64}
+    train_model("ensemble", config_overrides=members, name="uniform", **data, **quiet)
+    weighted = train_model(
+        "ensemble", config_overrides={**members, "weighting": "auroc"}, name="weighted", **data, **quiet
+    )
+    weights = np.asarray(weighted.config.finding_weights)
+    assert weights.shape == (2, len(weighted.labels))
+    assert (weights[0] > weights[1]).all(), weights
+    uniform_scores = held_out_scores(cxrzoo.load("uniform"))
+    weighted_scores = held_out_scores(cxrzoo.load("weighted"))
+    print(
+        f"ensemble with a member trained on shuffled labels: uniform {uniform_scores['macro_auroc']:.3f}, "
+        f"weighted {weighted_scores['macro_auroc']:.3f}"
+    )
+    assert weighted_scores["macro_auroc"] >= uniform_scores["macro_auroc"] - 0.002
+    assert weighted_scores["macro_auroc"] >= 0.85

@@ -154,7 +154,11 @@ def _run(spec: RunSpec, echo: Echo) -> ZooModel:
                 "world_size": dist.world,
                 "seconds": round(time.perf_counter() - t0, 1),
             },
-            summary=f"Best epoch {result.best_epoch}: validation macro AUROC",
+            summary=(
+                f"Last epoch {result.best_epoch} kept (select=last): validation macro AUROC"
+                if spec.recipe.select == "last"
+                else f"Best epoch {result.best_epoch}: validation macro AUROC"
+            ),
             extra_files={"train_log.csv": history_csv(result.history)},
             echo=echo,
         )
@@ -264,6 +268,7 @@ class _Context(TrainingContext):
 
     def __init__(self, spec: RunSpec, echo: Echo) -> None:
         self.spec, self._echo = spec, echo
+        self._splits: SplitTables | None = None
 
     def is_trained(self, name: str) -> bool:
         from cxrzoo import store
@@ -296,6 +301,13 @@ class _Context(TrainingContext):
 
     def echo(self, message: str) -> None:
         self._echo(message)
+
+    def validation(self, model: ZooModel) -> tuple[np.ndarray, np.ndarray]:
+        if self._splits is None:
+            self._splits = load_splits(self.spec.data, echo=self._echo)
+        dev = self.spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        probs, val = predict_table(model, self._splits.val, device=dev, progress=self.spec.progress)
+        return probs, val.labels
 
 
 def _build_and_calibrate(spec: RunSpec, echo: Echo) -> ZooModel:

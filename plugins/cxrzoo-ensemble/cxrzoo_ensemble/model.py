@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +18,42 @@ from cxrzoo_ensemble.config import EnsembleConfig
 
 class MissingMemberError(StoreError):
     """An ensemble member with no trained model in the store."""
+
+
+def auroc_weights(
+    probabilities: Sequence[np.ndarray],
+    labels: np.ndarray,
+    *,
+    prior: np.ndarray,
+    pseudo_positives: float = 10.0,
+) -> np.ndarray:
+    """Per-finding member weights ``[members, findings]`` from validation ranking skill.
+
+    A member's skill on a finding is its validation AUROC above chance (0 at or below 0.5);
+    the weights proportional to skill are shrunk towards ``prior`` (the member weights) by
+    ``P / (P + pseudo_positives)`` for a finding with P known validation positives, so that a
+    ranking of two or three positives moves the weights little. A finding whose validation
+    AUROC is undefined (no positives or no negatives) or that no member ranks above chance
+    keeps the prior. Each column sums to 1.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    prior = np.asarray(prior, dtype=np.float64)
+    prior = prior / prior.sum()
+    n_labels = labels.shape[1]
+    weights = np.repeat(prior[:, None], n_labels, axis=1)
+    for j in range(n_labels):
+        known = ~np.isnan(labels[:, j])
+        y = labels[known, j]
+        positives = int((y == 1).sum())
+        if positives == 0 or positives == len(y):
+            continue
+        skill = np.array([max(roc_auc_score(y, p[known, j]) - 0.5, 0.0) for p in probabilities])
+        if skill.sum() <= 0:
+            continue
+        share = positives / (positives + pseudo_positives)
+        weights[:, j] = share * skill / skill.sum() + (1 - share) * prior
+    return weights
 
 
 class Ensemble(ZooModel):
@@ -76,6 +113,11 @@ class Ensemble(ZooModel):
         )
         w = torch.tensor(cfg.weights if cfg.weights is not None else [1.0] * len(built))
         self.register_buffer("member_weights", w / w.sum(), persistent=False)
+        if cfg.finding_weights is not None:
+            fw = torch.tensor(cfg.finding_weights, dtype=torch.float32)
+            self.register_buffer("finding_weights", fw / fw.sum(0, keepdim=True), persistent=False)
+        else:
+            self.finding_weights = None
 
     @classmethod
     def build_for_training(cls, config: EnsembleConfig, context: Any) -> Ensemble:
@@ -88,6 +130,20 @@ class Ensemble(ZooModel):
                 context.echo(f"Ensemble member {name!r}: not in the store, training it first")
                 context.train(name)
             members.append(context.load(name))
+        if config.weighting == "auroc":
+            labels = None
+            probabilities = []
+            for name, member in zip(config.members, members, strict=True):
+                probs, labels = context.validation(member)
+                probabilities.append(probs)
+                context.echo(f"Ensemble member {name!r}: predicted the validation images for its weights")
+            prior = np.asarray(config.weights or [1.0] * len(members), dtype=np.float64)
+            weights = auroc_weights(
+                probabilities, labels, prior=prior, pseudo_positives=config.weighting_prior
+            )
+            config = config.replace(
+                finding_weights=tuple(tuple(round(float(w), 6) for w in row) for row in weights)
+            )
         return cls(config, members=members)
 
     def training_record(self) -> dict[str, Any]:
@@ -122,6 +178,8 @@ class Ensemble(ZooModel):
         """Weighted mean of member probabilities ``[B, labels]`` (or of any ``[B, N]`` member
         outputs, such as flattened Grad-CAM maps)."""
         stacked = torch.stack(list(probabilities))
+        if self.finding_weights is not None and stacked.shape[-1] == self.finding_weights.shape[1]:
+            return torch.einsum("ml,mbl->bl", self.finding_weights.to(stacked.dtype), stacked)
         return torch.einsum("m,mbl->bl", self.member_weights.to(stacked.dtype), stacked)
 
     #: The name this method had before the ``ZooModel`` hooks; kept for existing callers.
