@@ -320,3 +320,29 @@ def test_findings_without_validation_positives_get_a_prevalence_threshold():
     assert abs(called - 0.05) < 0.01
     assert metrics["per_class"]["Hernia"]["auroc"] is None  # undefined, not 0.5
     assert all(model.thresholds[k] < 0.75 for k in range(13))  # calibrated, not the 0.5 default everywhere
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_select_last_runs_every_epoch_and_keeps_the_final_weights(ema):
+    from cxrzoo.data.arrays import arrays_for
+    from cxrzoo.data.spec import DataSpec, load_splits
+    from cxrzoo.testing import tiny_model
+    from cxrzoo.training.trainer import Trainer
+
+    model = tiny_model("chest_xray_attention", seed=0)
+    quiet = {"echo": lambda _m: None}
+    splits = load_splits(DataSpec(dataset="synthetic", options={"n": 160, "size": 32, "seed": 3}), **quiet)
+    train = arrays_for(splits.train, model.config, progress=False, **quiet)
+    val = arrays_for(splits.val, model.config, progress=False, **quiet)
+    # patience 1 would stop a "best" run early; "last" runs every epoch and keeps the final weights.
+    recipe = get_recipe("quick").replace(epochs=5, patience=1, min_epochs=0, select="last", ema=ema)
+    trainer = Trainer(model, recipe, train, val, progress=False, **quiet)
+    result = trainer.fit()
+    assert result.epochs_run == 5 and not result.stopped_early
+    assert result.best_epoch == 5
+    assert result.best_score == pytest.approx(result.history[-1]["val_macro_auroc"], abs=1e-6)
+    final = trainer.eval_model.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, final[key].to(value.device)), key
+    with pytest.raises(ValueError, match="select"):
+        Recipe(select="median")

@@ -42,6 +42,10 @@ class Recipe:
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the model
     ema: float | None = None  # exponential moving average of weights (decay), None = off
+    # Which weights the model keeps: ``best`` (the epoch with the best validation AUROC, with
+    # early stopping) or ``last`` (every epoch runs and the final weights are kept, the EMA's
+    # when ``ema`` is set): the choice for validation sets too small to pick an epoch by.
+    select: str = "best"
     calibration: str = "f1"  # f1 | youden: how thresholds are chosen on validation
     eval_batch_size: int = 128
 
@@ -72,6 +76,7 @@ class Recipe:
             "schedule": ("onecycle", "cosine", "plateau", "none"),
             "loss": ("weighted_bce", "bce"),
             "calibration": ("f1", "youden"),
+            "select": ("best", "last"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

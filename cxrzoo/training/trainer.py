@@ -361,11 +361,14 @@ class Trainer:
             if self.scheduler is not None and r.schedule == "plateau":
                 self.scheduler.step(score if score is not None else 0.0)
             improved = score is not None and (best is None or score > best + 1e-4)
-            if improved or best_state is None:
+            keep = improved or best_state is None or r.select == "last"
+            if keep:
                 best_state = {
                     k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()
                 }
-            if improved:
+            if r.select == "last":
+                best, best_epoch, bad_epochs = score, epoch, 0  # "best" is simply the kept epoch
+            elif improved:
                 best, best_epoch, bad_epochs = score, epoch, 0
             else:
                 bad_epochs += 1
