@@ -10,8 +10,9 @@ images' own size when they are smaller than that). For each recipe and seed it r
 these commands (printed as they run) in one store:
 
     cxrzoo train MODEL --data DATA --image-size N --recipe R --seed S --name PREFIX-R-MODEL-S
-    cxrzoo train ensemble ... --set members=PREFIX-R-advanced_resnet-S,...   # the four-model ensemble
-    cxrzoo evaluate PREFIX-R-MODEL-S --split test --json                       # each of the four
+    cxrzoo train ensemble ... --set members=PREFIX-R-advanced_resnet-S,...   # the plain average
+    cxrzoo train ensemble ... --set members=... --set weighting=auroc         # weighted per finding
+    cxrzoo evaluate PREFIX-R-MODEL-S --split test --json                       # each of them
 
 After the last seed of a recipe it builds one seed ensemble per architecture
 (``cxrzoo train ensemble --set members=PREFIX-R-rare_disease-0,...-1,...-2``: no new training)
@@ -21,7 +22,10 @@ shown in the same table.
 
 Results go to ``benchmarks/results/<sample>_<size>.json`` and ``.md`` (``nih_sample_64.md``
 when the size is the sample's own), rewritten after every seed, so an interrupted run keeps
-what it finished; run it again with the same ``--home`` and trained models are reused.
+what it finished; run it again with the same ``--home`` and trained models are reused (a model
+interrupted mid-training resumes from its last epoch). ``--no-train`` scores what the store
+holds and skips seeds with a model missing. ``--set KEY=VALUE`` goes to every ``cxrzoo train``
+(``--set select=last`` measures a recipe change; use another ``--home`` and ``--out``).
 
     python benchmarks/nih_sample.py --ablation [--home DIR]
 
@@ -137,6 +141,7 @@ class Bench:
         digits = "".join(c for c in args.data.name if c.isdigit())
         self.prefix = f"nih{digits}-{args.image_size}"
         self.timings: list[dict] = []
+        self.earlier_minutes = 0.0
 
     def common(self, recipe: str) -> list[str]:
         size = str(self.args.image_size)
@@ -165,6 +170,8 @@ class Bench:
             print(f"reusing {name} from {self.home}")
             self.commands.append(f"cxrzoo {shlex.join(cmd)}  # reused: already in the store")
             return
+        if (self.home / "runs" / name / "checkpoint.safetensors").is_file():
+            cmd.append("--resume")  # an interrupted run of the benchmark goes on where it stopped
         self.run(cmd)
 
     def evaluate(self, name: str) -> dict:
@@ -232,6 +239,11 @@ def main() -> None:
     )
     parser.add_argument("--home", type=Path, help="Store to train into (default: a temporary folder).")
     parser.add_argument("--out", type=Path, help="Output stem (default: results/<sample>_<size>[_ablation]).")
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="score the models already in --home (composites are still built); skip seeds with one missing",
+    )
     parser.add_argument("--ablation", action="store_true", help="Train the ABLATION variants instead.")
     args = parser.parse_args()
     if not (args.data / "Data_Entry_2017.csv").is_file():
@@ -250,42 +262,52 @@ def main() -> None:
         ablation(bench)
         return
     started = time.perf_counter()
+    previous = args.out.with_suffix(".json")
+    if args.no_train and previous.is_file():
+        # Scoring again what an earlier run trained: keep that run's training times.
+        earlier = json.loads(previous.read_text())
+        bench.timings = earlier.get("minutes_per_seed", [])
+        bench.earlier_minutes = earlier.get("minutes", 0.0)
     reference = bench.reference()
     runs: list[dict] = []
     for recipe in args.recipes:
+        done = []
         for seed in args.seeds:
             t0 = time.perf_counter()
             names = {m: f"{bench.prefix}-{recipe}-{m}-{seed}" for m in args.models}
+            if args.no_train and not all(bench.trained(n) for n in names.values()):
+                print(f"{recipe} seed {seed}: not every model is in {bench.home}; skipped (--no-train)")
+                continue
             for model, name in names.items():
                 bench.train(model, name, recipe, seed)
             if len(names) > 1:
-                names["ensemble"] = f"{bench.prefix}-{recipe}-ensemble-{seed}"
-                members = ",".join(n for m, n in names.items() if m != "ensemble")
-                bench.train("ensemble", names["ensemble"], recipe, seed, [f"members={members}"])
+                # The plain average, and the average weighted per finding by validation AUROC.
+                members = ",".join(names.values())
+                for label, suffix, sets in (
+                    ("ensemble", "ensemble", []),
+                    ("ensemble, per-finding weights", "ensemble_auroc", ["weighting=auroc"]),
+                ):
+                    names[label] = f"{bench.prefix}-{recipe}-{suffix}-{seed}"
+                    bench.train("ensemble", names[label], recipe, seed, [f"members={members}", *sets])
             for model, name in names.items():
                 runs.append({"recipe": recipe, "seed": seed, "model": model, **bench.evaluate(name)})
                 r = runs[-1]
                 print(
-                    f"  {recipe} seed {seed} {model:<22} test macro AUROC {r['macro_auroc']:.4f}  F1 {r['macro_f1']:.3f}"
+                    f"  {recipe} seed {seed} {model:<30} test macro AUROC {r['macro_auroc']:.4f}  F1 {r['macro_f1']:.3f}"
                 )
-            bench.timings.append(
-                {"recipe": recipe, "seed": seed, "minutes": round((time.perf_counter() - t0) / 60, 1)}
-            )
+            done.append(seed)
+            minutes = round((time.perf_counter() - t0) / 60, 1)
+            if not args.no_train:
+                bench.timings.append({"recipe": recipe, "seed": seed, "minutes": minutes})
             report(bench, runs, reference, started)
-        if len(args.seeds) > 1:
+        if len(done) > 1:
             # One architecture trained with different seeds, averaged: costs no training.
             for model in args.models:
                 name = f"{bench.prefix}-{recipe}-seeds-{model}"
-                members = ",".join(f"{bench.prefix}-{recipe}-{model}-{s}" for s in args.seeds)
-                bench.train("ensemble", name, recipe, args.seeds[0], [f"members={members}"])
-                runs.append(
-                    {
-                        "recipe": recipe,
-                        "seed": "all",
-                        "model": f"seed ensemble of {model}",
-                        **bench.evaluate(name),
-                    }
-                )
+                members = ",".join(f"{bench.prefix}-{recipe}-{model}-{s}" for s in done)
+                bench.train("ensemble", name, recipe, done[0], [f"members={members}"])
+                label = f"seed ensemble of {model} (seeds {', '.join(map(str, done))})"
+                runs.append({"recipe": recipe, "seed": "all", "model": label, **bench.evaluate(name)})
             report(bench, runs, reference, started)
 
 
@@ -334,14 +356,14 @@ def report(bench: Bench, runs: list[dict], reference: dict | None, started: floa
         table.append(row + (f" {s['mean_macro_auroc'] - ref:+.3f} |" if ref else ""))
     if bench.timings:
         per = "; ".join(f"{t['recipe']} seed {t['seed']}: {t['minutes']} min" for t in bench.timings)
-        table += ["", f"Training and evaluation time of the four models per recipe and seed: {per}."]
+        table += ["", f"Time to train and score every model of one recipe and seed: {per}."]
     if args.data.name == "nih-sample-64":
         table += [
             "",
             "Reference points from the data's README: "
             + "; ".join(f"{k} {v}" for k, v in REFERENCES_64.items()),
         ]
-    minutes = round((time.perf_counter() - started) / 60, 1)
+    minutes = round(bench.earlier_minutes + (time.perf_counter() - started) / 60, 1)
     doc = {
         "data": bench.data,
         "image_size": args.image_size,
