@@ -371,6 +371,8 @@ def report(bench: Bench, runs: list[dict], reference: dict | None, started: floa
         "hardware": hardware(args.device),
         "recipes": args.recipes,
         "seeds": args.seeds,
+        # What finished: a run stopped part-way reports the seeds it completed.
+        "seeds_done": sorted({r["seed"] for r in runs if isinstance(r["seed"], int)}),
         "split": "train on train_val_list.txt (80/20 by patient for validation), score test_list.txt",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "minutes": minutes,
@@ -444,11 +446,11 @@ def write_results(out: Path, doc: dict, *, title: str, how: str, table: list[str
     """Write OUT.json (the figures, the commands, the settings) and OUT.md (a table)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
-    seeds = doc["seeds"]
+    seeds = doc.get("seeds_done", doc["seeds"])
     lines = [
         f"# {title}",
         "",
-        f"Seeds {seeds}, {doc['minutes']} min on {doc['hardware']}. Produced by {how}.",
+        f"Seeds {seeds} done, {doc['minutes']} min on {doc['hardware']}. Produced by {how}.",
         "",
         *table,
         "",
