@@ -46,6 +46,10 @@ class Recipe:
     # early stopping) or ``last`` (every epoch runs and the final weights are kept, the EMA's
     # when ``ema`` is set): the choice for validation sets too small to pick an epoch by.
     select: str = "best"
+    # Mixup (Zhang et al., 2018): each batch is blended with a shuffled copy of itself, images
+    # and labels alike, by a weight drawn from Beta(mixup, mixup); 0 = off. A regulariser for
+    # training sets of a few hundred images.
+    mixup: float = 0.0
     calibration: str = "f1"  # f1 | youden: how thresholds are chosen on validation
     eval_batch_size: int = 128
 
@@ -66,6 +70,7 @@ class Recipe:
         "accumulate": Range(1, 4096),
         "grad_clip": Range(0.0, 1e9, low_open=True),
         "ema": Range(0.0, 1.0, low_open=True, high_open=True),
+        "mixup": Range(0.0, 100.0),
         "eval_batch_size": Range(1, 65_536),
     }
 

@@ -80,6 +80,17 @@ class TrainResult:
     stopped_early: bool = False
 
 
+def mixup_batch(
+    x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend a batch with a shuffled copy of itself: ``lam * a + (1 - lam) * b`` for images and
+    labels, ``lam ~ Beta(alpha, alpha)``. A label unknown (NaN) in either image stays unknown."""
+    lam = float(rng.beta(alpha, alpha))
+    partner = torch.from_numpy(rng.permutation(len(x))).to(x.device)
+    y = y.float()
+    return lam * x + (1 - lam) * x[partner], lam * y + (1 - lam) * y[partner]
+
+
 def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     if device.type == "cuda" and enabled:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -283,8 +294,13 @@ class Trainer:
         bar = _progress(loader, f"epoch {epoch + 1}/{r.epochs}", enabled=self.progress and self.dist.is_main)
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
+        # Mixup weights and partners come from their own seeded stream, so a resumed run
+        # blends the same pairs as an uninterrupted one.
+        mix = np.random.default_rng([self.seed, epoch, 0x6D6978]) if r.mixup > 0 else None
         for step, (x, y) in enumerate(bar):
             x = self.prep.tensor(x, train=True, generator=aug)
+            if mix is not None:
+                x, y = mixup_batch(x, y, mix, r.mixup)
             if self.device.type == "cuda" and r.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             last = step + 1 == n_batches
