@@ -365,8 +365,10 @@ def report(bench: Bench, runs: list[dict], reference: dict | None, started: floa
         sd = f"{s['sd']:.3f}" if s["sd"] is not None else "-"
         per_seed = ", ".join(f"{x:.3f}" for x in s["per_seed"])
         zero = ", ".join(s["f1_zero"]) or "none"
+        # A run made with --set is that recipe changed: the table says so on every row.
+        recipe = " ".join([s["recipe"], *args.sets])
         row = (
-            f"| {s['recipe']} | {s['model']} | {seeds} | {s['mean_macro_auroc']:.3f} | {sd} | {per_seed} | "
+            f"| {recipe} | {s['model']} | {seeds} | {s['mean_macro_auroc']:.3f} | {sd} | {per_seed} | "
             f"{s['mean_macro_f1']:.3f} | {zero} |"
         )
         table.append(row + (f" {s['mean_macro_auroc'] - ref:+.3f} |" if ref else ""))
