@@ -307,6 +307,8 @@ def main() -> None:
             minutes = round((time.perf_counter() - t0) / 60, 1)
             # Training time as each model recorded it, so that reused models count what they took.
             trained = [bench.training_seconds(n) for n in names.values()]
+            # A seed scored again replaces its earlier entry rather than counting twice.
+            bench.timings = [t for t in bench.timings if (t["recipe"], t["seed"]) != (recipe, seed)]
             bench.timings.append(
                 {
                     "recipe": recipe,
@@ -412,7 +414,8 @@ def report(bench: Bench, runs: list[dict], reference: dict | None, started: floa
         title=f"{args.data.name} (real NIH radiographs) at {args.image_size} px: test macro AUROC",
         how="`python benchmarks/nih_sample.py "
         + shlex.join(sys.argv[1:])
-        + "`, which runs the commands listed below",
+        + "`, which runs the commands listed below"
+        + (" (with --no-train it scores models an earlier run trained into --home)" if args.no_train else ""),
         table=table,
     )
 
