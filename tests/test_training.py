@@ -353,18 +353,24 @@ def test_select_last_runs_every_epoch_and_keeps_the_final_weights(ema):
 def test_mixup_blends_images_and_labels_and_keeps_unknowns_unknown():
     from cxrzoo.training.trainer import mixup_batch
 
-    x = torch.stack([torch.full((1, 2, 2), float(i)) for i in range(4)])
+    # Image k is the k-th unit pixel, so each blended image shows which images it came from
+    # and by what weights; its labels must be blended by exactly those weights.
+    x = torch.eye(4).reshape(4, 1, 2, 2)
     y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, float("nan")], [0.0, 0.0]])
-    mx, my = mixup_batch(x, y, np.random.default_rng(0), alpha=0.4)
-    lam = float(np.random.default_rng(0).beta(0.4, 0.4))
-    partner = np.random.default_rng(0)
-    partner.beta(0.4, 0.4)
-    partner = partner.permutation(4)
-    for i, j in enumerate(partner):
-        assert torch.allclose(mx[i], lam * x[i] + (1 - lam) * x[j])
-        expected = lam * y[i] + (1 - lam) * y[j]
-        assert torch.equal(torch.isnan(my[i]), torch.isnan(expected))  # unknown in either: unknown
-        assert torch.allclose(my[i].nan_to_num(-1), expected.nan_to_num(-1))
+    blended = 0
+    for seed in range(20):
+        mx, my = mixup_batch(x, y, np.random.default_rng(seed), alpha=0.4)
+        weights = mx.reshape(4, 4)
+        assert torch.allclose(weights.sum(1), torch.ones(4)) and (weights >= 0).all()
+        for i in range(4):
+            used = weights[i] > 0
+            assert used[i] and used.sum() <= 2  # itself and at most one partner
+            unknown = torch.isnan(y[used]).any(0)
+            assert torch.equal(torch.isnan(my[i]), unknown)  # unknown in either image: unknown
+            expected = (weights[i, used, None] * y[used].nan_to_num(0)).sum(0)
+            assert torch.allclose(my[i][~unknown], expected[~unknown])
+            blended += int(used.sum() == 2)
+    assert blended > 20  # real blends, not the batch handed back
     with pytest.raises(ValueError, match="mixup"):
         Recipe(mixup=-1.0)
 
