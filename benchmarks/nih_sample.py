@@ -396,6 +396,8 @@ def report(bench: Bench, runs: list[dict], reference: dict | None, started: floa
         "device": args.device,
         "hardware": hardware(args.device),
         "recipes": args.recipes,
+        # Options every training was changed by (--set): the recipes above with these changes.
+        "sets": args.sets,
         "seeds": args.seeds,
         # What finished: a run stopped part-way reports the seeds it completed.
         "seeds_done": sorted({r["seed"] for r in runs if isinstance(r["seed"], int)}),
