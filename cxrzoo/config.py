@@ -29,7 +29,23 @@ C = TypeVar("C", bound="ModelConfig")
 #: than CLAHE + fixed grey normalisation (the chest_xray_attention rows of
 #: benchmarks/results/nih_sample_64_ablation.md);
 #: ``--set preprocessing=clahe,resize,scale,normalize_grey`` restores the CLAHE pipeline.
+#: Training at 128 px or more uses :data:`FULL_SIZE_PREPROCESSING` instead (see below).
 DEFAULT_PREPROCESSING: tuple[str, ...] = ("center_crop", "resize", "scale", "standardize")
+
+#: Training at this input size or larger adds CLAHE on the full-size radiograph, before it is
+#: reduced: ``center_crop, clahe, resize, scale, standardize``. On real NIH radiographs of
+#: 512 px trained at 128 px it raised every model's test AUROC
+#: (benchmarks/results/nih_sample_512_128_clahe_full_size.md); on 64 px thumbnails CLAHE's
+#: 8x8 tiles of 8 pixels amplify noise and it lowered them
+#: (benchmarks/results/nih_sample_64_ablation.md), so small inputs keep the plain default.
+FULL_SIZE_CLAHE_MIN_INPUT = 128
+FULL_SIZE_PREPROCESSING: tuple[str, ...] = ("center_crop", "clahe", "resize", "scale", "standardize")
+
+
+def default_preprocessing(image_size: int) -> tuple[str, ...]:
+    """The preprocessing ``cxrzoo train`` gives a model whose config leaves the default, by
+    the input size it trains at (the choice is then recorded in its config.json)."""
+    return FULL_SIZE_PREPROCESSING if image_size >= FULL_SIZE_CLAHE_MIN_INPUT else DEFAULT_PREPROCESSING
 
 
 class ConfigError(UserError, ValueError):

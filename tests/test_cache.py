@@ -155,6 +155,15 @@ def test_cli_prepare(kaggle_tree, cxrzoo_home):
     assert bad.exit_code == 2 and "Traceback" not in bad.output and "nope" in bad.output
 
 
+def test_cli_prepare_builds_the_cache_training_uses_at_that_size(kaggle_tree, cxrzoo_home):
+    # Without --preprocessing, prepare caches what `cxrzoo train --image-size N` will ask for:
+    # CLAHE on the full image from 128 px up, none below.
+    for size, steps in (("64", "center_crop, resize"), ("128", "center_crop, clahe, resize")):
+        result = CliRunner().invoke(data, ["prepare", str(kaggle_tree.root), "--image-size", size])
+        assert result.exit_code == 0, result.output
+        assert f"of {size}x{size} ({steps})" in result.output
+
+
 @pytest.mark.realdata
 def test_real_sample_cache(nih_sample, cxrzoo_home):
     table = Nih14(nih_sample).table()

@@ -259,11 +259,11 @@ def prepare_cmd(
     rebuild: bool,
 ) -> None:
     """Decode and preprocess every image of DATASET once into the on-disk cache."""
-    from cxrzoo.config import DEFAULT_PREPROCESSING
+    from cxrzoo.config import default_preprocessing
     from cxrzoo.data.cache import build_cache
     from cxrzoo.transforms.base import Preprocessing, parse_spec
 
-    specs = _split_specs(preprocessing) or list(DEFAULT_PREPROCESSING)
+    specs = _split_specs(preprocessing) or list(default_preprocessing(image_size))
     if not any(parse_spec(s).name == "scale" for s in specs):
         specs.append("scale")  # tensor steps do not change the cache; Preprocessing needs one
     pre = Preprocessing(specs, image_size=image_size)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,38 @@ from cxrzoo.training.distributed import DistContext
 from cxrzoo.training.spec import RunSpec
 from cxrzoo.training.trainer import Trainer, history_csv
 
+if TYPE_CHECKING:
+    from cxrzoo.metrics.calibration import Calibration
+
 Echo = Callable[[str], None]
+
+
+def choose_thresholds(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    method: str,
+    train_prevalence: np.ndarray | None = None,
+) -> tuple[list[float], Calibration]:
+    """Per-finding thresholds from validation labels and predictions, by ``method``.
+
+    A finding with no positives in validation cannot be calibrated there. Its threshold is
+    then the score above which validation images occur at the finding's training prevalence
+    (the model calls it about as often as it was seen), or 0.5 without a prevalence.
+    """
+    from cxrzoo.metrics import calibrate_thresholds
+
+    calibration = calibrate_thresholds(labels, probs, method=method)
+    thresholds = calibration.as_list()
+    for k in calibration.fallback:
+        if (
+            train_prevalence is not None
+            and np.isfinite(train_prevalence[k])
+            and 0 < train_prevalence[k] < 1
+            and len(probs)
+        ):
+            thresholds[k] = float(np.quantile(probs[:, k], 1 - train_prevalence[k]))
+    return thresholds, calibration
 
 
 def calibrate_and_score(
@@ -44,22 +75,13 @@ def calibrate_and_score(
 ) -> dict[str, Any]:
     """Set the model's thresholds from these (validation) predictions; return its metrics.
 
-    A finding with no positives in validation cannot be calibrated there. Its threshold is
-    then the score above which validation images occur at the finding's training prevalence
-    (the model calls it about as often as it was seen), or 0.5 without a prevalence.
+    The thresholds are :func:`choose_thresholds`'s.
     """
-    from cxrzoo.metrics import calibrate_thresholds, evaluate_predictions
+    from cxrzoo.metrics import evaluate_predictions
 
-    calibration = calibrate_thresholds(labels, probs, method=method)
-    thresholds = calibration.as_list()
-    for k in calibration.fallback:
-        if (
-            train_prevalence is not None
-            and np.isfinite(train_prevalence[k])
-            and 0 < train_prevalence[k] < 1
-            and len(probs)
-        ):
-            thresholds[k] = float(np.quantile(probs[:, k], 1 - train_prevalence[k]))
+    thresholds, calibration = choose_thresholds(
+        labels, probs, method=method, train_prevalence=train_prevalence
+    )
     model.set_thresholds(thresholds)
     metrics = evaluate_predictions(
         labels, probs, model.labels, thresholds=thresholds, rare=model.rare_findings() or None
@@ -288,6 +310,8 @@ class _Context(TrainingContext):
             fraction=self.spec.data.fraction,
             seed=self.spec.seed,
             recipe=self.spec.recipe,
+            # A composite's --image-size is the size its members train at.
+            config_overrides={k: v for k, v in self.spec.config_overrides.items() if k == "image_size"},
             device=self.spec.device,
             name=name,
             progress=self.spec.progress,

@@ -3,7 +3,7 @@
 ``cxrzoo train`` and :func:`cxrzoo.training.train_model` both go through
 :func:`resolve_run`, so Python and the command line train the same way: the recipe and its
 overrides, the model config and its overrides, the image size used on the synthetic phantoms
-when none is given, the validated store name. Every check happens here, before any data is
+when none is given, the preprocessing for that size, the validated store name. Every check happens here, before any data is
 read or any folder written.
 """
 
@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrzoo.config import ModelConfig
+from cxrzoo.config import DEFAULT_PREPROCESSING, ModelConfig, default_preprocessing
 from cxrzoo.training.recipes import Recipe, get_recipe
 
 #: Image size on the synthetic phantoms when none is given: small enough for a CPU.
@@ -35,6 +35,8 @@ class RunSpec:
     save: bool = True
     progress: bool = True
     notes: tuple[str, ...] = field(default=())
+    #: The config values given (``--set``, ``--image-size``) rather than defaulted.
+    config_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_class(self) -> Any:
@@ -95,6 +97,15 @@ def resolve_run(
         notes.append("No --data given: training on the built-in synthetic phantoms (cxrzoo data synth).")
         overrides.setdefault("image_size", SYNTHETIC_IMAGE_SIZE)
     config = cls.config_class().replace(**overrides)
+    if (
+        cls.trains_itself
+        and "preprocessing" not in overrides
+        and config.preprocessing == DEFAULT_PREPROCESSING
+    ):
+        # A model that keeps the core default gets the one for its input size; a model whose
+        # plugin chose its own preprocessing, a --set preprocessing=..., and a composite (its
+        # members preprocess for themselves) are left as they are.
+        config = config.replace(preprocessing=default_preprocessing(config.image_size))
     return RunSpec(
         model=model_name,
         config=config,
@@ -107,6 +118,7 @@ def resolve_run(
         save=save,
         progress=progress,
         notes=tuple(notes),
+        config_overrides=overrides,
     )
 
 
