@@ -34,9 +34,10 @@ DEFAULT_PREPROCESSING: tuple[str, ...] = ("center_crop", "resize", "scale", "sta
 
 #: Training at this input size or larger adds CLAHE on the full-size radiograph, before it is
 #: reduced: ``center_crop, clahe, resize, scale, standardize``. On real NIH radiographs of
-#: 512 px trained at 128 px it raised every model's test AUROC
-#: (benchmarks/results/nih_sample_512_128_clahe_full_size.md); on 64 px thumbnails CLAHE's
-#: 8x8 tiles of 8 pixels amplify noise and it lowered them
+#: 512 px trained at 128 px it raised the mean test AUROC of chest_xray_attention and
+#: rare_disease over three seeds by 0.02-0.03
+#: (benchmarks/results/nih_sample_512_128_clahe_full_size.md); on the 64 px thumbnails, where
+#: its 8x8 tiles are 8 pixels wide, CLAHE lowered chest_xray_attention's
 #: (benchmarks/results/nih_sample_64_ablation.md), so small inputs keep the plain default.
 FULL_SIZE_CLAHE_MIN_INPUT = 128
 FULL_SIZE_PREPROCESSING: tuple[str, ...] = ("center_crop", "clahe", "resize", "scale", "standardize")

@@ -302,6 +302,8 @@ class _Context(TrainingContext):
 
         from cxrzoo.training.spec import resolve_run
 
+        # A composite's --image-size is the size its members train at.
+        size = self.spec.config_overrides.get("image_size")
         member = resolve_run(
             name,
             data=self.spec.data.data,
@@ -310,8 +312,7 @@ class _Context(TrainingContext):
             fraction=self.spec.data.fraction,
             seed=self.spec.seed,
             recipe=self.spec.recipe,
-            # A composite's --image-size is the size its members train at.
-            config_overrides={k: v for k, v in self.spec.config_overrides.items() if k == "image_size"},
+            config_overrides=None if size is None else {"image_size": size},
             device=self.spec.device,
             name=name,
             progress=self.spec.progress,

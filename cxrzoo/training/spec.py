@@ -3,8 +3,8 @@
 ``cxrzoo train`` and :func:`cxrzoo.training.train_model` both go through
 :func:`resolve_run`, so Python and the command line train the same way: the recipe and its
 overrides, the model config and its overrides, the image size used on the synthetic phantoms
-when none is given, the preprocessing for that size, the validated store name. Every check happens here, before any data is
-read or any folder written.
+when none is given, the preprocessing for that size, the validated store name. Every check
+happens here, before any data is read or any folder written.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class RunSpec:
     save: bool = True
     progress: bool = True
     notes: tuple[str, ...] = field(default=())
-    #: The config values given (``--set``, ``--image-size``) rather than defaulted.
+    #: The config values asked for (``--set``, ``--image-size``, the synthetic phantoms' size),
+    #: as opposed to the config class's defaults.
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
