@@ -118,6 +118,9 @@ class Inventory:
     metadata_file: str | None = None
     has_lists: bool = False
     problems: dict[str, list[Any]] = field(default_factory=dict)
+    #: What the reader met in its label columns: one entry per distinct value,
+    #: ``{"column", "value", "count", "mapped"[, "file"]}`` (:func:`cxrzoo.data.csvfiles.value_counts`).
+    label_values: list[dict[str, Any]] = field(default_factory=list)
 
 
 class DatasetSource:
@@ -332,12 +335,17 @@ def scan_tree(
     suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
     relative_to: str | os.PathLike[str] | None = None,
     strip_suffix: bool = False,
+    problems: dict[str, list[Any]] | None = None,
 ) -> pd.DataFrame:
     """Image files anywhere under ``root`` (:data:`FILE_COLUMNS`), in one walk.
 
     The ``image`` id is the path relative to ``relative_to`` with ``/`` separators (the file name
     when ``relative_to`` is None), without its suffix when ``strip_suffix``. A missing ``root``
     gives an empty frame: the catalog then reports every row's image as missing.
+
+    Links to folders are followed (a download spread over several disks and linked together is
+    read as one tree); a link back to a folder above it (a loop) or a second way into a folder
+    already scanned is not entered and is reported under ``skipped_folder`` in ``problems``.
     """
     names: list[str] = []
     paths: list[str] = []
@@ -346,14 +354,42 @@ def scan_tree(
     root = os.path.abspath(root)
     base = os.path.abspath(relative_to) if relative_to is not None else None
     lowered = tuple(s.lower() for s in suffixes)
-    for folder, dirs, _files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        with os.scandir(folder) as entries:
+    scanned = [os.path.realpath(root)]  # real folders whose whole tree is (being) scanned
+    skipped: list[dict[str, Any]] = []
+    stack = [(root, scanned[0])]
+    while stack:
+        folder, real_folder = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:  # a folder that vanished or cannot be listed holds no usable images
+            continue
+        subfolders = []
+        with entries:
             for entry in entries:
                 lower = entry.name.lower()
-                if not lower.endswith(lowered) or not entry.is_file():
+                try:
+                    if entry.is_dir():
+                        if entry.name.startswith("."):
+                            continue
+                        real = real_folder + os.sep + entry.name
+                        if entry.is_symlink():  # only links can lead back or elsewhere
+                            real = os.path.realpath(entry.path)
+                            inside = next((r for r in scanned if _within(real, r)), None)
+                            if inside is not None:
+                                loop = _within(real_folder, real)
+                                skipped.append({"image": entry.path, "reason": (
+                                    f"link to {real}, a folder above it (a loop); not entered" if loop
+                                    else f"link to {real}, already scanned as part of {inside}; not entered"
+                                )})  # fmt: skip
+                                continue
+                            scanned.append(real)
+                        subfolders.append((entry.path, real))
+                        continue
+                    if not lower.endswith(lowered) or not entry.is_file():
+                        continue
+                    st = entry.stat()
+                except OSError:  # a broken link or a link loop named like an image
                     continue
-                st = entry.stat()
                 name = entry.name if base is None else os.path.relpath(entry.path, base).replace(os.sep, "/")
                 if strip_suffix:
                     name = name[: len(name) - len(next(s for s in lowered if lower.endswith(s)))]
@@ -361,7 +397,15 @@ def scan_tree(
                 paths.append(entry.path)
                 sizes.append(st.st_size)
                 mtimes.append(st.st_mtime_ns)
+        stack.extend(sorted(subfolders, reverse=True))
+    if skipped and problems is not None:
+        problems.setdefault("skipped_folder", []).extend(skipped)
     return _files_frame(names, paths, sizes, mtimes)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (both real, absolute paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def dataset_classes() -> dict[str, type[DatasetSource]]:

@@ -40,6 +40,8 @@ PROBLEMS: dict[str, str] = {
     "bad_value": "metadata value that is not valid, set unknown (row used)",
     "skipped_row": "metadata row the reader does not use (another modality or view, not used)",
     "unmapped_label": "published finding outside the source's labels (ignored, row used)",
+    "unmapped_value": "metadata value the reader does not know, counted by value (set unknown, row used)",
+    "skipped_folder": "folder not scanned (a link loop, or a second way into a folder already scanned)",
     "duplicate_row": "image with more than one metadata row (the first is used)",
     "duplicate_file": "image name found in more than one folder (the first is used)",
     "list_no_row": "name in a split list (train_val_list.txt, test_list.txt …) without a metadata row",
@@ -69,6 +71,8 @@ class CatalogReport:
     seconds: float
     metadata_file: str | None = None
     lists: dict[str, int] = field(default_factory=dict)
+    #: Every distinct value of the source's label columns with its count and what it became.
+    label_values: list[dict[str, Any]] = field(default_factory=list)
     table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False, hash=False)
 
     @property
@@ -91,8 +95,29 @@ class CatalogReport:
             "problem_count": self.problem_count,
             "problems": {k: list(v) for k, v in self.problems.items()},
             "unverified_empty": list(self.unverified_empty),
+            "label_values": [dict(v) for v in self.label_values],
             "seconds": round(self.seconds, 4),
         }
+
+    def value_lines(self, limit: int = 40) -> list[str]:
+        """The table of label values: per source and column, each value, its count, what it became."""
+        if not self.label_values:
+            return []
+        out = ["label values seen and how each was read:"]
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for v in self.label_values:
+            key = (str(v.get("source", "")), Path(str(v["file"])).name if v.get("file") else "", v["column"])
+            groups.setdefault(key, []).append(v)
+        for (source, file, column), items in groups.items():
+            where = " ".join(p for p in (f"{source}:" if source else "", file) if p)
+            out.append(f"  {where} column {column!r}: {len(items)} distinct value(s)".replace("   ", " "))
+            width = min(40, max(len(repr(v["value"])) for v in items[:limit]))
+            for v in items[:limit]:
+                out.append(f"    {v['value']!r:<{width}}  {v['count']:>8}  -> {v['mapped']}")
+            if len(items) > limit:
+                rest = sum(v["count"] for v in items[limit:])
+                out.append(f"    … and {len(items) - limit} more value(s) in {rest} row(s) (all with --json)")
+        return out
 
     def lines(self, limit: int = 10) -> list[str]:
         """Human-readable summary: one line per problem, at most ``limit`` per kind."""
@@ -212,6 +237,7 @@ def build_catalog(
         seconds=time.perf_counter() - start,
         metadata_file=inv.metadata_file,
         lists=lists,
+        label_values=list(inv.label_values),
         table=table,
     )
 
@@ -267,6 +293,7 @@ def combine_reports(
         seconds=sum(r.seconds for r in reports),
         metadata_file=None,
         lists=list_counts(combined),
+        label_values=[{**v, "source": k} for k, r in zip(keys, reports) for v in r.label_values],
         table=combined,
     )
 

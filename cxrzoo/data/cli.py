@@ -98,6 +98,8 @@ def catalog_cmd(
     else:
         for line in report.lines(limit=limit):
             click.echo(line)
+        for line in report.value_lines(limit=max(limit, 30)):  # what each label value became
+            click.echo(line)
     if strict and report.problem_count:
         sys.exit(1)
 

@@ -5,6 +5,15 @@ mark) as text columns with each row's line number. A row with more fields than t
 is left out and reported under ``bad_row`` by line: a stray comma shifts every value after it,
 so none of them can be trusted. Well-formed files take pandas' fast parser; only a file that
 fails its checks is read again, record by record, to find the bad lines.
+
+Quirks of published files read as their publishers meant them: a byte-order mark, CRLF line
+ends, quoted fields holding commas or line breaks, spaces after the commas (SIIM's
+``ImageId, EncodedPixels``), and a header that ends with a comma (NIH's 2017 file, the covid
+collection): the unnamed last column is a column of the file (``Unnamed: <i>``), so a row that
+fills it is read, not refused.
+
+:func:`value_counts` counts the values a reader met in a label column and what each became: the
+catalog's table of label values (``cxrzoo data catalog``).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import csv
 import gzip
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +32,20 @@ from cxrzoo.data.base import DatasetError
 
 
 def read_csv_frame(
-    path: str | Path, problems: dict[str, list[Any]], *, sep: str = ",", required: tuple[str, ...] = ()
+    path: str | Path,
+    problems: dict[str, list[Any]],
+    *,
+    sep: str = ",",
+    required: tuple[str, ...] = (),
+    fold_case: bool = False,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``(frame, line numbers)``: every field as text ("" when empty), header names stripped.
 
     Columns the header leaves unnamed (the trailing comma of NIH's 2017 file) are called
-    ``Unnamed: <i>``. ``required`` columns missing from the header are a :class:`DatasetError`
-    naming the file, the missing and the found columns.
+    ``Unnamed: <i>``. With ``fold_case`` the header names are lower-cased (a publisher that
+    wrote ``Patientid`` in one version and ``patientid`` in the next). ``required`` columns
+    missing from the header are a :class:`DatasetError` naming the file, the missing and the
+    found columns.
     """
     path = Path(path)
     try:
@@ -46,8 +63,7 @@ def read_csv_frame(
                 encoding="utf-8-sig",
             )
         frame.columns = [str(c).strip() for c in frame.columns]
-        unnamed = [c for c in frame.columns if c.startswith("Unnamed:")]
-        fast = not unnamed or not (frame[unnamed] != "").to_numpy().any()
+        fast = True
     except (pd.errors.ParserError, pd.errors.ParserWarning):
         fast = False
     except UnicodeDecodeError as exc:
@@ -60,6 +76,8 @@ def read_csv_frame(
         lines = np.arange(2, len(frame) + 2, dtype=np.int64)
     else:
         frame, lines = _read_records(path, problems, sep)
+    if fold_case:
+        frame.columns = [c if c.startswith("Unnamed:") else c.lower() for c in frame.columns]
     blank = (frame == "").all(axis=1).to_numpy() if len(frame.columns) else np.ones(len(frame), bool)
     frame, lines = frame.loc[~blank].reset_index(drop=True), lines[~blank]
     missing = [c for c in required if c not in frame.columns]
@@ -80,9 +98,7 @@ def _read_records(path: Path, problems: dict[str, list[Any]], sep: str) -> tuple
             header = next(reader, None)
             if header is None:
                 raise DatasetError(f"{path}: empty file, expected a CSV header")
-            named = len(header)
-            while named and not header[named - 1].strip():
-                named -= 1
+            named = len(header)  # a trailing comma's unnamed column is one of the file's columns
             records: list[list[str]] = []
             lines: list[int] = []
             for record in reader:
@@ -164,3 +180,27 @@ def parse_counts(
     return pd.Series(pd.array(np.where(valid, numbers, 0).astype(np.int64), dtype="Int64")).where(
         valid, pd.NA
     )
+
+
+def value_counts(
+    column: str,
+    values: pd.Series | Sequence[str],
+    mapped: Callable[[str], str] | Mapping[str, str],
+    file: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """The distinct ``values`` of a label column, most frequent first, with what each became.
+
+    One entry per value: ``{"column", "value", "count", "mapped"[, "file"]}``; ``mapped`` says
+    what the reader made of it (a function of the value or a mapping; a value the mapping lacks
+    is "not mapped").
+    """
+    text = pd.Series(values, dtype=object).astype(str).str.strip()
+    counts = text.value_counts(sort=True)
+    describe = mapped if callable(mapped) else (lambda v: mapped.get(v, "not mapped"))
+    out = []
+    for value, count in counts.items():
+        entry = {"column": column, "value": str(value), "count": int(count), "mapped": describe(str(value))}
+        if file is not None:
+            entry["file"] = str(file)
+        out.append(entry)
+    return out

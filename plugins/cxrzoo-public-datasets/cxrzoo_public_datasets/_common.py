@@ -36,11 +36,15 @@ def first_line(path: Path, limit: int = 4096) -> str:
     return head.decode("utf-8-sig", errors="replace").splitlines()[0] if head else ""
 
 
-def header_has(path: Path, *columns: str) -> bool:
-    """Whether ``path`` is a file whose CSV header names every one of ``columns``."""
+def header_has(path: Path, *columns: str, fold_case: bool = False) -> bool:
+    """Whether ``path`` is a file whose CSV header names every one of ``columns``
+    (in any case with ``fold_case``)."""
     if not path.is_file():
         return False
     names = {c.strip().strip('"') for c in first_line(path).split(",")}
+    if fold_case:
+        names = {c.lower() for c in names}
+        columns = tuple(c.lower() for c in columns)
     return all(c in names for c in columns)
 
 
