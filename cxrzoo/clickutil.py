@@ -56,6 +56,13 @@ def one_line_errors() -> Iterator[None]:
             where = f"{exc.filename}: " if exc.filename is not None else ""
             raise CommandError(one_line(f"{where}{exc.strerror or exc}"), DataError.exit_code) from None
         raise _internal(exc) from None
+    except ImportError as exc:
+        from cxrzoo.optional import as_missing_dependency
+
+        hint = as_missing_dependency(exc)
+        if hint is None:
+            raise _internal(exc) from None
+        raise CommandError(one_line(hint), hint.exit_code) from None
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except Exception as exc:

@@ -41,10 +41,19 @@ class LockedError(DataError):
     """Another process is writing the same store entry or cache key right now."""
 
 
+def show(value: object) -> str:
+    """``value`` as a message shows it: numbers as numbers (``0.5``, never ``np.float64(0.5)``),
+    text quoted."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        value = item()  # a NumPy scalar as the Python number it holds
+    return repr(value) if isinstance(value, str | bytes) else str(value)
+
+
 def one_line(text: object, limit: int = 2000) -> str:
     """``text`` folded onto one line (and cut at ``limit`` characters)."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-__all__ = ["INTERNAL_EXIT_CODE", "CxrzooError", "DataError", "LockedError", "UserError", "one_line"]
+__all__ = ["INTERNAL_EXIT_CODE", "CxrzooError", "DataError", "LockedError", "UserError", "one_line", "show"]

@@ -30,6 +30,8 @@ from torch import nn
 
 from cxrzoo.errors import CxrzooError, DataError, UserError
 from cxrzoo.model import ZooModel
+from cxrzoo.optional import require
+from cxrzoo.outputs import check_file, replacing
 
 #: Version of the ``cxrzoo.*`` metadata layout.
 METADATA_FORMAT = "1"
@@ -109,15 +111,38 @@ def onnx_metadata(model: ZooModel) -> dict[str, str]:
     return {PREFIX + key: json.dumps(value) for key, value in facts.items()}
 
 
-def export_onnx(
-    model: ZooModel, path: str | Path, *, opset: int = 17, atol: float = 1e-4, check: bool = True
-) -> dict[str, Any]:
-    """Write ``model`` as ONNX with its metadata (see the module docstring) and, with ``check``,
-    compare onnxruntime's logits to PyTorch's on random inputs."""
+def is_cxrzoo_export(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an ONNX file written by :func:`export_onnx` (its ``cxrzoo.*`` metadata)."""
     import onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    proto = onnx.load(str(path), load_external_data=False)
+    return any(p.key == PREFIX + "labels" for p in proto.metadata_props)
+
+
+def check_export_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Check ``--out`` of an export before any work (see :func:`export_onnx`)."""
+    return check_file(path, option="--out", kind="cxrzoo ONNX export", is_own=is_cxrzoo_export, overwrite=overwrite)
+
+
+def export_onnx(
+    model: ZooModel,
+    path: str | Path,
+    *,
+    opset: int = 17,
+    atol: float = 1e-4,
+    check: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write ``model`` as ONNX with its metadata (see the module docstring) and, with ``check``,
+    compare onnxruntime's logits to PyTorch's on random inputs.
+
+    An existing ``path`` is replaced only when it is an earlier cxrzoo export, or with
+    ``overwrite`` (:mod:`cxrzoo.outputs`); the file is written beside it and renamed.
+    """
+    onnx = require("onnx", purpose="ONNX export")
+    if check:
+        require("onnxruntime", purpose="Checking the ONNX export")
+    path = check_export_path(path, overwrite=overwrite)
     model = model.eval().cpu()
     specs = input_specs(model)
     if model.member_models():
@@ -135,8 +160,7 @@ def export_onnx(
         )
 
     names = [s["name"] for s in specs]
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as tmp:
         torch.onnx.export(
             graph,
             examples(2),
@@ -150,9 +174,6 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         onnx.helper.set_model_props(proto, onnx_metadata(model))
         onnx.save(proto, str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     result: dict[str, Any] = {"path": str(path), "opset": opset, "labels": list(model.labels)}
     if check:
         import onnxruntime as ort
@@ -178,10 +199,7 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("The onnxruntime backend needs onnxruntime: pip install 'cxrzoo[onnx]'") from None
+        ort = require("onnxruntime", purpose="The onnxruntime backend")
         from cxrzoo.threads import configure_threads
 
         self.path = Path(path)

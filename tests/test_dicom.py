@@ -189,11 +189,16 @@ def test_jpeg_2000_decodes_with_the_codecs_extra(tmp_path):
     np.testing.assert_array_equal(read_image(save(ds, tmp_path / "j2k.dcm")), plain)
 
 
-def test_multi_frame_gives_the_first_frame(tmp_path):
+def test_multi_frame_is_refused_by_name(tmp_path):
     frames = np.stack([STORED, 4095 - STORED, np.zeros_like(STORED)])
-    out = read_image(save(dicom(frames), tmp_path / "frames.dcm"))
-    first = read_image(save(dicom(STORED), tmp_path / "first.dcm"))
-    np.testing.assert_array_equal(out, first)
+    with pytest.raises(ImageReadError, match=r"multi-frame DICOM \(3 frames\)"):
+        read_image(save(dicom(frames), tmp_path / "frames.dcm"))
+    # One frame declared as such is an ordinary radiograph.
+    single = dicom(STORED)
+    single.NumberOfFrames = 1
+    np.testing.assert_array_equal(
+        read_image(save(single, tmp_path / "one.dcm")), read_image(save(dicom(STORED), tmp_path / "plain.dcm"))
+    )
 
 
 def test_rgb_dicom_becomes_grey(tmp_path):

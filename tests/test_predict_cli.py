@@ -134,13 +134,16 @@ def test_resume_predicts_only_the_images_not_yet_in_out(zoo, images, tmp_path, m
 def test_resume_refuses_a_table_of_another_model(zoo, images, tmp_path):
     out = tmp_path / "pred.csv"
     out.write_text("path,Pneumonia,positives,error\nx.png,0.5,,\n")
-    result = run("predict", "rare_disease", images, "--out", out, "--resume", code=2)
+    before = out.read_bytes()
+    result = run("predict", "rare_disease", images, "--out", out, "--resume", code=3)
+    assert out.read_bytes() == before
     assert "other columns" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_an_interrupted_run_keeps_the_old_table(zoo, images, tmp_path, monkeypatch):
     out = tmp_path / "pred.csv"
-    out.write_text("old table\n")
+    old = "path,Atelectasis,positives,error\nold.png,0.5,,\n"
+    out.write_text(old)
     calls = []
 
     def failing(path):
@@ -154,14 +157,14 @@ def test_an_interrupted_run_keeps_the_old_table(zoo, images, tmp_path, monkeypat
         main, ["predict", "rare_disease", str(images), "--out", str(out), "--workers", "0"]
     )
     assert result.exit_code != 0 and "left as it was" in result.stderr
-    assert out.read_text() == "old table\n"
+    assert out.read_text() == old
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_parquet_without_pyarrow_is_a_clear_error(zoo, images, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
-    result = run("predict", "rare_disease", images, "--out", tmp_path / "p.parquet", code=2)
-    assert "pyarrow" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run("predict", "rare_disease", images, "--out", tmp_path / "p.parquet", code=3)
+    assert 'pip install "cxrzoo[parquet]"' in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from cxrzoo.data.synthetic import (
     sample_labels,
     write_kaggle_layout,
 )
+from cxrzoo.errors import DataError
 from cxrzoo.labels import LABELS, NIH_PREVALENCE, NO_FINDING
 
 # Column names as pandas reads NIH's header, whose bracketed commas split two columns each.
@@ -203,10 +204,18 @@ def test_write_kaggle_layout_refuses_non_empty_folder(tmp_path) -> None:
     target = tmp_path / "nih"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not an empty folder"):
+    with pytest.raises(DataError, match="did not write"):
         write_kaggle_layout(target, 3, size=32)
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nih"]
+
+
+def test_write_kaggle_layout_replaces_an_earlier_synthetic_set(tmp_path) -> None:
+    target = write_kaggle_layout(tmp_path / "nih", 4, size=32, seed=0)
+    write_kaggle_layout(target, 6, size=32, seed=1)
+    table = pd.read_csv(target / "Data_Entry_2017.csv")
+    assert len(table) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nih"]  # no temporary left beside it
 
 
 def test_write_kaggle_layout_into_empty_folder(tmp_path) -> None:

@@ -8,7 +8,15 @@ returns grey ``uint8`` ``[H, W]``:
   maximum, so a 12-bit radiograph in a 16-bit file keeps all its grey levels;
 - DICOM follows the standard's display pipeline as pydicom implements it: Modality LUT or
   Rescale Slope/Intercept, then the VOI LUT or Window Center/Width (the pixel range when the
-  file has neither), MONOCHROME1 inverted so that bone is bright, first frame only.
+  file has neither, or a window of width 0), MONOCHROME1 inverted so that bone is bright.
+
+A DICOM file is refused by name, not guessed at, when it holds more than one frame (a
+multi-frame object is a series or a tomosynthesis, not one radiograph: extract the frame to
+predict), when its Rescale Slope is 0 or not finite, when its VOI LUT does not parse, or when
+its pixel values are constant or not finite after the Modality LUT or the VOI transformation
+(nothing would be left to see).
+Whatever pydicom or a decoder plugin raises on a damaged file becomes an
+:class:`ImageReadError` with the reason, so one bad file never stops a folder.
 
 Before anything is decoded the image's size is read from its header and compared with a
 pixel limit (:func:`max_image_pixels`), so a small file that would decode to gigabytes (a
@@ -26,7 +34,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from cxrzoo.errors import DataError, UserError, one_line
+from cxrzoo.errors import CxrzooError, DataError, UserError, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.dataset import Dataset
@@ -170,9 +178,19 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     PNG, JPEG and TIFF are told apart by their content, DICOM by the ``DICM`` magic, by a
     ``.dcm``/``.dicom`` suffix or by a data set starting at byte 0 (files without preamble).
     Images larger than :func:`max_image_pixels` are refused before they are decoded; so are
-    folders, FIFOs, sockets and devices.
+    folders, FIFOs, sockets and devices. Whatever a decoding library raises on a damaged file
+    becomes an :class:`ImageReadError` too.
     """
     path = Path(path)
+    try:
+        return _decode(path)
+    except CxrzooError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(path, f"undecodable ({type(exc).__name__}: {one_line(exc, 300)})") from None
+
+
+def _decode(path: Path) -> np.ndarray:
     data = _read_regular_file(path)
     if not data:
         raise ImageReadError(path, "empty file")
@@ -322,7 +340,16 @@ def _why_undecodable(data: np.ndarray) -> str:
 
 
 def _read_dicom(path: Path, data: bytes) -> np.ndarray:
-    """First frame of a DICOM image as display-ready grey ``uint8``."""
+    """A single-frame DICOM image as display-ready grey ``uint8``."""
+    try:
+        return _read_dicom_unchecked(path, data)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # any other failure of pydicom or a decoder on a damaged file
+        raise ImageReadError(path, f"unreadable DICOM ({type(exc).__name__}: {one_line(exc, 300)})") from None
+
+
+def _read_dicom_unchecked(path: Path, data: bytes) -> np.ndarray:
     import pydicom
 
     try:
@@ -337,13 +364,62 @@ def _read_dicom(path: Path, data: bytes) -> np.ndarray:
     if not rows or not cols:
         raise ImageReadError(path, "DICOM image without Rows and Columns")
     _check_pixels(path, int(cols), int(rows))
+    frames = _number_of_frames(path, ds)
+    if frames != 1:
+        raise ImageReadError(
+            path,
+            f"multi-frame DICOM ({frames} frames): not one radiograph; save the frame to predict "
+            f"as its own file",
+        )
+    _check_rescale(path, ds)
     syntax = _transfer_syntax(path, ds)
     arr = _decode_dicom_pixels(path, ds, syntax)
     try:
         return _dicom_to_grey(path, arr, ds)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except ImageReadError:
+        raise
+    except Exception as exc:
         # A malformed Modality LUT, palette or attribute that pydicom cannot apply.
         raise ImageReadError(path, f"DICOM pixel values cannot be shown ({one_line(exc, 300)})") from None
+
+
+def _number_of_frames(path: Path, ds: Dataset) -> int:
+    value = ds.get("NumberOfFrames", 1)
+    try:
+        frames = int(value) if value not in (None, "") else 1
+    except (TypeError, ValueError):
+        raise ImageReadError(path, f"DICOM Number of Frames {str(value)!r} is not a whole number") from None
+    if frames < 1:
+        raise ImageReadError(path, f"DICOM Number of Frames is {frames}: no image")
+    return frames
+
+
+def _check_rescale(path: Path, ds: Dataset) -> None:
+    """A Rescale Slope of 0 maps every pixel to the intercept; NaN or infinity to nothing."""
+    if "ModalityLUTSequence" in ds:
+        return  # the LUT, not the slope, is applied
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ImageReadError(path, f"DICOM {keyword} {str(value)!r} is not a number") from None
+        if not np.isfinite(number):
+            raise ImageReadError(path, f"DICOM {keyword} is {number}: every pixel value would be lost")
+        if keyword == "RescaleSlope" and number == 0:
+            raise ImageReadError(path, "DICOM RescaleSlope is 0: every pixel would become the intercept")
+
+
+def _check_shown(path: Path, values: np.ndarray, step: str) -> None:
+    """Refuse pixel values that show nothing: not finite, or one value everywhere."""
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ImageReadError(path, f"DICOM pixel values are not finite after {step}")
+    if values.size and values.min() == values.max():
+        raise ImageReadError(
+            path, f"DICOM pixel values are constant ({values.flat[0]:g}) after {step}: nothing to show"
+        )
 
 
 def _transfer_syntax(path: Path, ds: Dataset) -> str:
@@ -419,15 +495,28 @@ def _dicom_to_grey(path: Path, arr: np.ndarray, ds: Dataset) -> np.ndarray:
         raise ImageReadError(path, f"unsupported DICOM pixel array shape {arr.shape}")
     # PS3.3 C.11: stored values -> modality values (e.g. Rescale Slope/Intercept) -> VOI.
     values = apply_modality_lut(arr, ds)
+    _check_shown(path, values, "the Modality LUT" if "ModalityLUTSequence" in ds else "the rescale")
     lo = hi = None
-    if "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds):
+    has_table = bool(ds.get("VOILUTSequence"))  # an empty sequence is no table
+    if has_table or ("WindowCenter" in ds and "WindowWidth" in ds):
         try:
-            shown = apply_voi_lut(values, ds, index=0)
-            lo, hi = _voi_output_range(ds, values.dtype)
+            with np.errstate(invalid="ignore", over="ignore"):
+                shown = apply_voi_lut(values, ds, index=0)
+                lo, hi = _voi_output_range(ds, values.dtype)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ValueError("the VOI output range is empty or not finite")
+            _check_shown(path, np.asarray(shown), "the VOI LUT or window")
             values = shown
-        except (ValueError, TypeError, IndexError, AttributeError):
-            # A window of width 0, a VOI LUT that does not parse: viewers fall back to the
-            # full range of the data, and so do we rather than refuse the radiograph.
+        except ImageReadError:
+            raise
+        except Exception as exc:
+            if has_table:
+                # A table that does not parse: which grey levels were meant cannot be known.
+                raise ImageReadError(
+                    path, f"malformed DICOM VOI LUT ({type(exc).__name__}: {one_line(exc, 200)})"
+                ) from None
+            # A window of width 0 or NaN: viewers fall back to the full range of the data,
+            # and so do we rather than refuse the radiograph.
             lo = hi = None
     if lo is None or hi is None:
         lo, hi = float(values.min()), float(values.max())

@@ -16,8 +16,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -815,20 +813,21 @@ def _patient_phantoms(
         yield _Phantom(i, image, labels, patient, follow_up, *demographics)
 
 
+#: What :mod:`cxrzoo.outputs` records a folder written by these writers as.
+LAYOUT_KIND = "synthetic data set"
+
+
 @contextmanager
 def _partial_folder(out: Path) -> Iterator[Path]:
-    """A folder built next to ``out`` and renamed into place when complete, so a reader never
-    sees half a data set; removed on error. ``out`` must be absent or empty (checked before)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    """A folder built next to ``out`` and swapped into place when complete, so a reader never
+    sees half a data set; removed on error. ``out`` must be absent, empty or an earlier
+    synthetic data set (checked before), which is replaced whole."""
+    from cxrzoo.fsio import atomic_folder
+    from cxrzoo.outputs import mark_folder
+
+    with atomic_folder(out) as tmp:
         yield tmp
-        if out.exists():
-            out.rmdir()  # empty, checked before; rename cannot replace a folder everywhere
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        mark_folder(tmp, LAYOUT_KIND)
 
 
 def write_chexpert_layout(
@@ -927,8 +926,26 @@ def _check_layout_args(out: Path, n: int, size: int, images_per_patient: int, te
         raise ValueError(f"images_per_patient must be >= 1, got {images_per_patient}")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"Refusing to write the dataset into {out}: it exists and is not an empty folder")
+    check_layout_target(out)
+
+
+def check_layout_target(out: str | os.PathLike[str]) -> Path:
+    """``out`` may receive a synthetic data set: absent, an empty folder, or an earlier synthetic
+    data set (replaced whole). Any other folder is refused (exit 3) and never touched: a data
+    set's folder is not replaced on a flag, since it may be a real download."""
+    from cxrzoo.errors import DataError
+    from cxrzoo.outputs import folder_kind
+
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise DataError(f"{out}: exists and is not a folder; refusing to write a data set there")
+        if any(out.iterdir()) and folder_kind(out) != LAYOUT_KIND:
+            raise DataError(
+                f"{out}: a folder with files that 'cxrzoo data synth' did not write; refusing to "
+                f"replace it (give an empty or new folder)"
+            )
+    return out
 
 
 def _test_patients(n: int, seed: int, test_fraction: float, images_per_patient: int) -> set[int]:

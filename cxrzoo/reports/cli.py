@@ -64,6 +64,7 @@ def _evaluate(
     progress: bool,
     echo: Any,
     metrics: list[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     from cxrzoo import load
     from cxrzoo.reports.evaluate import data_spec_for, evaluate_model
@@ -82,6 +83,7 @@ def _evaluate(
         spec,
         split=split,
         report_dir=report,
+        overwrite=overwrite,
         n_resamples=n_resamples,
         device=_device(device),
         progress=progress,
@@ -117,6 +119,11 @@ def _f(value: float | None) -> str:
 @click.option(
     "--report", type=click.Path(file_okay=False), help="Write metrics.json, CSVs, figures and report.md here."
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace files in --report that an earlier cxrzoo report did not write (refused without this).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
 @click.option(
     "--metric",
@@ -138,6 +145,7 @@ def evaluate(
     device: str | None,
     no_progress: bool,
     report: str | None,
+    overwrite: bool,
     as_json: bool,
     metric_names: tuple[str, ...],
     predictions_file: str | None,
@@ -151,6 +159,10 @@ def evaluate(
     echo = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     if (name is None) == (predictions_file is None):
         raise click.UsageError("Give a trained model NAME or --predictions FILE.csv (one of them)")
+    if report:
+        from cxrzoo.reports.evaluate import check_report
+
+        check_report(report, overwrite=overwrite)
     if predictions_file is not None:
         from cxrzoo.data.spec import DataSpec
         from cxrzoo.reports.evaluate import evaluate_predictions_file
@@ -169,6 +181,7 @@ def evaluate(
             spec,
             split=split,
             report_dir=report,
+            overwrite=overwrite,
             n_resamples=n_resamples,
             echo=echo,
             metrics=list(metric_names) or None,
@@ -188,6 +201,7 @@ def evaluate(
             not no_progress and not as_json,
             echo,
             metrics=list(metric_names) or None,
+            overwrite=overwrite,
         )
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=float))
@@ -220,10 +234,19 @@ def evaluate(
         click.echo(f"Report: {Path(report) / 'report.md'}")
 
 
+COMPARISON_KIND = "model comparison"
+COMPARISON_FILES = ("comparison.csv", "comparison.json")
+
+
 @click.command(cls=ZooCommand)
 @click.argument("names", nargs=-1, required=True)
 @_eval_options
-@click.option("--report", type=click.Path(file_okay=False), help="Write comparison.csv / .json / .md here.")
+@click.option("--report", type=click.Path(file_okay=False), help="Write comparison.csv and .json here.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace files in --report that an earlier cxrzoo report did not write (refused without this).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def compare(
     names: tuple[str, ...],
@@ -237,6 +260,7 @@ def compare(
     device: str | None,
     no_progress: bool,
     report: str | None,
+    overwrite: bool,
     as_json: bool,
 ) -> None:
     """Evaluate trained models side by side on the same split and name the best.
@@ -246,6 +270,12 @@ def compare(
     import pandas as pd
 
     from cxrzoo import load
+    from cxrzoo.outputs import check_folder, result_folder
+
+    if report:
+        check_folder(
+            report, option="--report", kind=COMPARISON_KIND, names=COMPARISON_FILES, overwrite=overwrite
+        )
 
     if data is None and dataset is None and fraction is None and seed is None:
         # Same images for everyone: the first model's data, sample and split.
@@ -292,10 +322,9 @@ def compare(
     best = max(scored, key=lambda r: r["macro_auroc"])["model"] if scored else None
     result = {"split": split, "models": rows, "best": best}
     if report:
-        out = Path(report)
-        out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)
-        (out / "comparison.json").write_text(json.dumps(result, indent=2))
+        with result_folder(report, kind=COMPARISON_KIND) as tmp:
+            pd.DataFrame(rows).to_csv(tmp / "comparison.csv", index=False)
+            (tmp / "comparison.json").write_text(json.dumps(result, indent=2))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -328,7 +357,11 @@ def _load_for_prediction(name: str, backend: str | None, device: str | None) -> 
 
         return load(name, device=_device(device)), backend
     from cxrzoo.export import OnnxModel
+    from cxrzoo.optional import require
 
+    require("onnxruntime", purpose="--backend onnxruntime")
+    if not is_onnx:
+        require("onnx", purpose="--backend onnxruntime with a store model (exported first)")
     if is_onnx:
         return OnnxModel(name, device=device), backend
     import tempfile
@@ -382,6 +415,11 @@ def _progress(total: int, disable: bool) -> Any:
 )
 @click.option("--resume", is_flag=True, help="Skip the images already in --out and add the others.")
 @click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out even when it is not a cxrzoo prediction table (refused without this).",
+)
+@click.option(
     "--backend",
     type=click.Choice(BACKENDS),
     help="torch, or onnxruntime (default for an .onnx NAME; a store NAME is exported first).",
@@ -396,6 +434,7 @@ def predict(
     workers: int | None,
     out_path: str | None,
     resume: bool,
+    overwrite: bool,
     backend: str | None,
     no_progress: bool,
 ) -> None:
@@ -409,12 +448,12 @@ def predict(
     """
     from cxrzoo.errors import UserError
     from cxrzoo.inference import expand_inputs, predict_stream
-    from cxrzoo.reports.predictions import PredictionWriter, make_row, output_format, path_key
+    from cxrzoo.reports.predictions import PredictionWriter, check_output, make_row, path_key
 
     if resume and not out_path:
         raise UserError("--resume needs --out: it skips the images already in that table")
     if out_path:
-        output_format(out_path)
+        check_output(out_path, resume=resume, overwrite=overwrite)
     paths = expand_inputs(images)
     model, backend = _load_for_prediction(name, backend, device)
     labels = list(model.labels)
@@ -423,7 +462,7 @@ def predict(
 
     failed: list[dict[str, str]] = []
     if out_path:
-        writer = PredictionWriter(out_path, labels, resume=resume)
+        writer = PredictionWriter(out_path, labels, resume=resume, overwrite=overwrite)
         todo = [p for p in paths if path_key(p) not in writer.done]
         bar = _progress(len(todo), no_progress)
         complete = False
@@ -508,29 +547,49 @@ def predict(
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--method", type=click.Choice(["gradcam", "gradcam++"]), default="gradcam", show_default=True)
 @click.option("--device", type=DEVICE, help="cpu, cuda, cuda:N, mps … (default: cuda when available).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace files in --out that an earlier explanation did not write (refused without this).",
+)
 def explain(
-    name: str, images: tuple[str, ...], out_dir: str, top: int, method: str, device: str | None
+    name: str,
+    images: tuple[str, ...],
+    out_dir: str,
+    top: int,
+    method: str,
+    device: str | None,
+    overwrite: bool,
 ) -> None:
     """Grad-CAM overlays of each image of PATH for NAME's top findings.
 
     A PATH is an image file, a folder (searched recursively) or a glob pattern; one PNG per
-    image and finding is written to --out, named IMAGE_FINDING.png.
+    image and finding is written to --out, named IMAGE_FINDING.png. A file of that name that an
+    earlier explanation did not write is refused before any work, unless --overwrite.
     """
     from cxrzoo import load
     from cxrzoo.data.io import ImageReadError
     from cxrzoo.inference import expand_inputs
-    from cxrzoo.reports.gradcam import explain_image
+    from cxrzoo.outputs import check_folder
+    from cxrzoo.reports.gradcam import OVERLAY_KIND, explain_image, overlay_name
 
     paths = expand_inputs(images)
     model = load(name, device=_device(device))
-    stems: dict[str, int] = {}
-    failed: list[dict[str, str]] = []
+    counts: dict[str, int] = {}
+    stems = []
     for path in paths:
         # Two images of the same name in different folders get stem, stem-2, stem-3 …
-        count = stems[path.stem] = stems.get(path.stem, 0) + 1
-        stem = path.stem if count == 1 else f"{path.stem}-{count}"
+        count = counts[path.stem] = counts.get(path.stem, 0) + 1
+        stems.append(path.stem if count == 1 else f"{path.stem}-{count}")
+    # Which findings come out on top is known only after predicting: check every finding's name.
+    names = [overlay_name(stem, label) for stem in stems for label in model.labels]
+    check_folder(out_dir, option="--out", kind=OVERLAY_KIND, names=names, overwrite=overwrite)
+    failed: list[dict[str, str]] = []
+    for path, stem in zip(paths, stems, strict=True):
         try:
-            written = explain_image(model, path, out_dir, top=top, method=method, stem=stem)
+            written = explain_image(
+                model, path, out_dir, top=top, method=method, stem=stem, overwrite=overwrite
+            )
         except ImageReadError as exc:
             failed.append({"image": str(path), "error": exc.reason})
             click.echo(f"Skipping {path}: {exc.reason}", err=True)
@@ -550,17 +609,24 @@ def explain(
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Default: NAME.onnx")
 @click.option("--opset", type=int, default=17, show_default=True)
-def export(name: str, fmt: str, out_path: str | None, opset: int) -> None:
+@click.option(
+    "--overwrite", is_flag=True, help="Replace --out even when it is not a cxrzoo ONNX export (refused without this)."
+)
+def export(name: str, fmt: str, out_path: str | None, opset: int, overwrite: bool) -> None:
     """Export NAME to ONNX and check that onnxruntime matches PyTorch.
 
     The file carries the labels, calibrated thresholds and preprocessing in its metadata, so
     'cxrzoo predict FILE.onnx PATH --backend onnxruntime' needs nothing else.
     """
     from cxrzoo import load
-    from cxrzoo.export import export_onnx
+    from cxrzoo.export import check_export_path, export_onnx
+    from cxrzoo.optional import require
 
+    require("onnx", purpose="ONNX export")
+    require("onnxruntime", purpose="Checking the ONNX export")
+    target = check_export_path(out_path or f"{Path(name).name}.onnx", overwrite=overwrite)
     model = load(name)
-    result = export_onnx(model, out_path or f"{Path(name).name}.onnx", opset=opset)
+    result = export_onnx(model, target, opset=opset, overwrite=overwrite)
     click.echo(
         f"Wrote {result['path']} (opset {opset}); onnxruntime vs PyTorch max |diff| {result['max_abs_diff']:.2e}"
     )

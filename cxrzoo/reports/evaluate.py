@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from cxrzoo.data.spec import DataSpec, load_splits
-from cxrzoo.errors import DataError, UserError
+from cxrzoo.errors import DataError, UserError, show
 from cxrzoo.inference import predict_table
 from cxrzoo.labels import DEFAULT_RARE
 from cxrzoo.model import ZooModel
+from cxrzoo.outputs import check_folder, result_folder
 
 Echo = Callable[[str], None]
 SPLITS = ("test", "val", "train")
@@ -90,6 +91,7 @@ def evaluate_model(
     *,
     split: str = "test",
     report_dir: str | Path | None = None,
+    overwrite: bool = False,
     n_resamples: int = 1000,
     device: str = "cpu",
     progress: bool = True,
@@ -97,12 +99,15 @@ def evaluate_model(
     metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Predict ``split`` of ``spec``'s data, score it at the model's calibrated thresholds, with
-    bootstrap confidence intervals; write the report files when ``report_dir`` is given.
+    bootstrap confidence intervals; write the report files when ``report_dir`` is given (see
+    :func:`check_report` for when its files are replaced).
 
     ``metrics`` names registered metrics (plugins' too) to compute beside the standard ones;
     ``None`` computes the default set. Findings the data cannot score (absent from the data set,
     or without known positives) are listed with the reason under ``not_scorable``.
     """
+    if report_dir is not None:
+        check_report(report_dir, overwrite=overwrite)
     table = _split_table(spec, split, echo)
     probs, arrays = predict_table(model, table, device=device, echo=echo, progress=progress)
     rows = table.set_index("image").loc[arrays.names].reset_index()
@@ -119,6 +124,7 @@ def evaluate_model(
         spec=spec,
         split=split,
         report_dir=report_dir,
+        overwrite=overwrite,
         n_resamples=n_resamples,
         metrics=metrics,
     )
@@ -138,6 +144,7 @@ def score_predictions(
     spec: DataSpec,
     split: str,
     report_dir: str | Path | None = None,
+    overwrite: bool = False,
     n_resamples: int = 1000,
     metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
@@ -167,7 +174,7 @@ def score_predictions(
         }
     )
     if report_dir is not None:
-        write_report(Path(report_dir), result, y, probs, labels, rare, rows)
+        write_report(Path(report_dir), result, y, probs, labels, rare, rows, overwrite=overwrite)
     return result
 
 
@@ -213,12 +220,12 @@ def read_predictions(path: str | Path) -> tuple[pd.Series, list[str], np.ndarray
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
         raise DataError(
-            f"{path}: line {row + 2}, column {columns[col]!r}: {frame[columns[col]].iloc[row]!r} is not a "
+            f"{path}: line {row + 2}, column {columns[col]!r}: {show(frame[columns[col]].iloc[row])} is not a "
             f"probability in [0, 1]"
         )
     names = frame[id_column].astype(str).map(lambda p: Path(p).name if "/" in p or "\\" in p else p)
     if names.duplicated().any():
-        raise DataError(f"{path}: image {names[names.duplicated()].iloc[0]!r} appears twice")
+        raise DataError(f"{path}: image {show(names[names.duplicated()].iloc[0])} appears twice")
     return names, findings, values
 
 
@@ -228,6 +235,7 @@ def evaluate_predictions_file(
     *,
     split: str = "test",
     report_dir: str | Path | None = None,
+    overwrite: bool = False,
     n_resamples: int = 1000,
     echo: Echo = print,
     metrics: Sequence[str] | None = None,
@@ -236,6 +244,8 @@ def evaluate_predictions_file(
     metrics and report as a cxrzoo model (at 0.5: the file carries no calibrated thresholds)."""
     from cxrzoo.labels import table_targets
 
+    if report_dir is not None:
+        check_report(report_dir, overwrite=overwrite)
     names, findings, values = read_predictions(path)
     table = _split_table(spec, split, echo)
     by_name = pd.Series(np.arange(len(names)), index=names.to_numpy())
@@ -263,6 +273,7 @@ def evaluate_predictions_file(
         spec=spec,
         split=split,
         report_dir=report_dir,
+        overwrite=overwrite,
         n_resamples=n_resamples,
         metrics=metrics,
     )
@@ -291,6 +302,27 @@ def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The files of an evaluation report (``subgroups.png`` only when the data has subgroups).
+REPORT_FILES = (
+    "metrics.json",
+    "per_class.csv",
+    "confusion.csv",
+    "predictions.csv",
+    "roc_curves.png",
+    "rare_vs_common.png",
+    "confusion.png",
+    "subgroups.png",
+    "report.md",
+)
+REPORT_KIND = "evaluation report"
+
+
+def check_report(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Check ``--report`` before any work: its files may be written where none exists, where an
+    earlier evaluation report wrote them, or with ``overwrite`` (see :mod:`cxrzoo.outputs`)."""
+    return check_folder(out, option="--report", kind=REPORT_KIND, names=REPORT_FILES, overwrite=overwrite)
+
+
 def write_report(
     out: Path,
     metrics: dict[str, Any],
@@ -299,24 +331,32 @@ def write_report(
     labels: Sequence[str],
     rare: Sequence[str],
     rows: pd.DataFrame,
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """metrics.json, per_class.csv, confusion.csv, predictions.csv, figures and report.md."""
+    """metrics.json, per_class.csv, confusion.csv, predictions.csv, figures and report.md.
+
+    The files are written beside ``out`` and renamed into it together when all are done, so an
+    interrupted evaluation leaves an earlier report as it was; other files in ``out`` are never
+    touched.
+    """
     from cxrzoo.reports import plots
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    frame = per_class_frame(metrics)
-    frame.to_csv(out / "per_class.csv", index=False)
-    frame[["finding", "threshold", "tp", "fp", "fn", "tn"]].to_csv(out / "confusion.csv", index=False)
-    preds = pd.DataFrame(probs, columns=list(labels))
-    preds.insert(0, "image", rows["image"].to_numpy())
-    preds.to_csv(out / "predictions.csv", index=False, float_format="%.6f")
-    plots.roc_curves(y, probs, labels, metrics["per_class"], out / "roc_curves.png")
-    plots.rare_vs_common(metrics["per_class"], rare, out / "rare_vs_common.png")
-    plots.confusion_counts(metrics["per_class"], out / "confusion.png")
-    if metrics.get("subgroups"):
-        plots.subgroups(metrics["subgroups"], out / "subgroups.png")
-    (out / "report.md").write_text(markdown_report(metrics))
+    check_report(out, overwrite=overwrite)
+    with result_folder(out, kind=REPORT_KIND) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        frame = per_class_frame(metrics)
+        frame.to_csv(tmp / "per_class.csv", index=False)
+        frame[["finding", "threshold", "tp", "fp", "fn", "tn"]].to_csv(tmp / "confusion.csv", index=False)
+        preds = pd.DataFrame(probs, columns=list(labels))
+        preds.insert(0, "image", rows["image"].to_numpy())
+        preds.to_csv(tmp / "predictions.csv", index=False, float_format="%.6f")
+        plots.roc_curves(y, probs, labels, metrics["per_class"], tmp / "roc_curves.png")
+        plots.rare_vs_common(metrics["per_class"], rare, tmp / "rare_vs_common.png")
+        plots.confusion_counts(metrics["per_class"], tmp / "confusion.png")
+        if metrics.get("subgroups"):
+            plots.subgroups(metrics["subgroups"], tmp / "subgroups.png")
+        (tmp / "report.md").write_text(markdown_report(metrics))
     return out
 
 

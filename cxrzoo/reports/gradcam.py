@@ -20,6 +20,7 @@ from torch import nn
 
 from cxrzoo.errors import DataError
 from cxrzoo.model import ZooModel
+from cxrzoo.outputs import check_folder, result_folder
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -161,12 +162,15 @@ def explain_image(
     method: str = "gradcam",
     stem: str | None = None,
     device: str | torch.device | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, object]]:
     """Write one overlay PNG per top finding of ``image_path``; returns what was written.
 
     The heat map is computed on the model's own preprocessed input and drawn over the image
     as the model saw it (after the image preprocessing steps, before normalisation). Files are
-    named ``{stem}_{finding}.png`` (``stem`` defaults to the image's).
+    named ``{stem}_{finding}.png`` (``stem`` defaults to the image's); an existing file of that
+    name is replaced only when an earlier explanation wrote it, or with ``overwrite``
+    (:mod:`cxrzoo.outputs`). The image's overlays are renamed into ``out_dir`` together.
     """
     from cxrzoo.data.io import read_image
     from cxrzoo.inference import predict_proba
@@ -178,19 +182,42 @@ def explain_image(
     order = [int(k) for k in np.argsort(-probs)[:top]]
     result = gradcam_maps(model, image, order, method=method, name=image_path.name, device=device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    names = {k: overlay_name(stem or image_path.stem, model.labels[k]) for k in order}
+    check_folder(out_dir, option="--out", kind=OVERLAY_KIND, names=names.values(), overwrite=overwrite)
     written = []
-    for k, heat in zip(order, result.maps, strict=True):
-        label = model.labels[k]
-        path = out_dir / f"{stem or image_path.stem}_{label}.png"
-        drawn = overlay(result.image, heat)
-        if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
-            raise DataError(f"{path}: could not write the overlay image")
-        positive = bool(probs[k] >= model.thresholds[k])
-        written.append(
-            {"finding": label, "probability": float(probs[k]), "positive": positive, "path": str(path)}
-        )
+    with result_folder(out_dir, kind=OVERLAY_KIND) as tmp:
+        for k, heat in zip(order, result.maps, strict=True):
+            drawn = overlay(result.image, heat)
+            if not cv2.imwrite(str(tmp / names[k]), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+                raise DataError(f"{out_dir / names[k]}: could not write the overlay image")
+            positive = bool(probs[k] >= model.thresholds[k])
+            written.append(
+                {
+                    "finding": model.labels[k],
+                    "probability": float(probs[k]),
+                    "positive": positive,
+                    "path": str(out_dir / names[k]),
+                }
+            )
     return written
 
 
-__all__ = ["METHODS", "CamResult", "GradCamError", "explain_image", "gradcam_maps", "overlay"]
+#: What :mod:`cxrzoo.outputs` records an overlay as in the folder's list of written files.
+OVERLAY_KIND = "Grad-CAM overlay"
+
+
+def overlay_name(stem: str, finding: str) -> str:
+    """The file name of the overlay of ``finding`` for an image named ``stem``."""
+    return f"{stem}_{finding}.png"
+
+
+__all__ = [
+    "METHODS",
+    "OVERLAY_KIND",
+    "CamResult",
+    "GradCamError",
+    "explain_image",
+    "gradcam_maps",
+    "overlay",
+    "overlay_name",
+]

@@ -10,6 +10,10 @@ existing table is replaced atomically; when a run is interrupted, the rows writt
 kept only where there was no table before (and ``--resume`` finishes them). With ``resume``,
 images already in the table are skipped: CSV and JSON Lines get the new rows appended; JSON and
 Parquet are rewritten (old rows, then new ones) through a temporary file and renamed.
+
+An existing file that is not a cxrzoo prediction table (:func:`is_prediction_table`) is never
+replaced without ``overwrite`` and never resumed into: the refusal comes before the file is
+opened for writing (see :mod:`cxrzoo.outputs`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from cxrzoo.errors import DataError, UserError
+from cxrzoo.outputs import check_file
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 #: Parquet rows are gathered into row groups of about this many rows.
@@ -34,7 +39,7 @@ PARQUET_ROW_GROUP = 1024
 
 def output_format(path: str | os.PathLike[str]) -> str:
     """``csv``, ``json``, ``jsonl`` or ``parquet`` from the file's suffix; a UserError for any
-    other suffix, or for Parquet without pyarrow."""
+    other suffix, a :class:`~cxrzoo.optional.MissingDependencyError` for Parquet without pyarrow."""
     suffix = Path(path).suffix.lower()
     fmt = FORMATS.get(suffix)
     if fmt is None:
@@ -42,15 +47,78 @@ def output_format(path: str | os.PathLike[str]) -> str:
             f"--out {path}: unknown table format {suffix or '(no suffix)'!r}; expected {', '.join(FORMATS)}"
         )
     if fmt == "parquet":
-        try:
-            import pyarrow
-            import pyarrow.parquet  # noqa: F401
-        except ImportError:
-            raise UserError(
-                f"--out {path}: writing Parquet needs pyarrow, which is not installed "
-                f"(pip install pyarrow), or choose .csv, .json or .jsonl"
-            ) from None
+        from cxrzoo.optional import require
+
+        require("pyarrow.parquet", purpose=f"--out {path} (Parquet)")
     return fmt
+
+
+#: The leading and trailing columns of every prediction table, whatever the model's labels.
+LEADING, TRAILING = ["path"], ["positives", "error"]
+#: How much of a file is read to recognise a prediction table.
+_SNIFF_BYTES = 1 << 20
+
+
+def _is_table_columns(columns: Sequence[object]) -> bool:
+    names = [str(c) for c in columns]
+    return len(names) >= 3 and names[:1] == LEADING and names[-2:] == TRAILING
+
+
+def is_prediction_table(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a cxrzoo prediction table in the format of its suffix.
+
+    Reads only the file's start (its header, first row or schema), never more than 1 MiB, and
+    never writes.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if path.stat().st_size == 0:
+        return fmt is not None  # an empty file of a table's suffix: nothing in it to lose
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return _is_table_columns(pq.read_schema(path).names)
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if fmt == "csv":
+        first = head.split(b"\n", 1)[0].decode("utf-8")
+        return _is_table_columns(next(csv.reader([first]), []))
+    text = head.decode("utf-8", errors="ignore" if len(head) == _SNIFF_BYTES else "strict").lstrip()
+    if fmt == "jsonl":
+        if not text:
+            return False
+        row = json.loads(text.split("\n", 1)[0])
+        return isinstance(row, dict) and _is_table_columns(list(row))
+    if fmt == "json":
+        if not text.startswith("["):
+            return False
+        rest = text[1:].lstrip()
+        if rest.startswith("]"):
+            return rest[1:].strip() == ""
+        row, _ = json.JSONDecoder().raw_decode(rest)
+        return isinstance(row, dict) and _is_table_columns(list(row))
+    return False
+
+
+def check_output(path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Check ``--out`` before any work: a known format, and a file that may be replaced (or,
+    with ``resume``, continued): absent, an earlier prediction table, or ``overwrite``."""
+    output_format(path)
+    if resume and Path(path).is_file() and not _safe_sniff(path):
+        raise DataError(
+            f"--out {path}: exists and is not a cxrzoo prediction table, so --resume cannot continue it "
+            f"(it was left as it is); give another --out"
+        )
+    return check_file(
+        path, option="--out", kind="cxrzoo prediction table", is_own=is_prediction_table, overwrite=overwrite
+    )
+
+
+def _safe_sniff(path: str | os.PathLike[str]) -> bool:
+    try:
+        return is_prediction_table(path)
+    except Exception:  # unreadable, not UTF-8, not JSON, not Parquet: not one of ours
+        return False
 
 
 def path_key(path: str | os.PathLike[str]) -> str:
@@ -86,14 +154,20 @@ class PredictionWriter:
     stopped early.
     """
 
-    def __init__(self, path: str | os.PathLike[str], labels: Sequence[str], *, resume: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        labels: Sequence[str],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = check_output(path, resume=resume, overwrite=overwrite)
         self.format = output_format(self.path)
         self.labels = list(labels)
         self.columns = columns_for(self.labels)
-        self.existed = self.path.exists()
-        if self.existed and not self.path.is_file():
-            raise UserError(f"--out {self.path}: exists and is not a file")
+        # An empty file holds nothing to keep or continue: it is started again.
+        self.existed = self.path.exists() and self.path.stat().st_size > 0
         self.resume = resume and self.existed
         self.done: set[str] = set()
         self.rows_written = 0
@@ -125,61 +199,69 @@ class PredictionWriter:
         elif self.format == "json":
             self._fh.write("[")
 
-    def _mismatch(self, found: Sequence[str]) -> UserError:
-        return UserError(
+    def _mismatch(self, found: Sequence[str]) -> DataError:
+        return DataError(
             f"--out {self.path} was written with other columns ({', '.join(found)}), not this "
             f"model's ({', '.join(self.columns)}): give another --out, or drop --resume to replace it"
         )
 
+    def _complete_lines(self) -> str:
+        """The table's text up to its last newline: a last line that an interrupted run left
+        unfinished is left out (its image is predicted again). Only reads."""
+        data = self.path.read_bytes()
+        self._cut = len(data) if data.endswith(b"\n") else data.rfind(b"\n") + 1
+        try:
+            return data[: self._cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"--out {self.path}: not a UTF-8 prediction table ({exc.reason} at byte {exc.start})"
+            ) from None
+
     def _drop_partial_line(self) -> None:
-        """Cut a last line that an interrupted run left unfinished (its image is done again)."""
-        with open(self.path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
+        """Cut the unfinished last line found by :meth:`_complete_lines`, once the whole table
+        has been read and accepted."""
+        if self._cut < self.path.stat().st_size:
+            os.truncate(self.path, self._cut)
 
     def _resume_csv(self) -> None:
         import pandas as pd
 
-        self._drop_partial_line()
-        with open(self.path, newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
-        if header is None:  # an empty file: start it again
-            self._in_place = False
-            self._target = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            self.resume = False
-            self._open_new()
-            return
+        text = self._complete_lines()
+        header = next(csv.reader(io.StringIO(text)), None)
         if header != self.columns:
-            raise self._mismatch(header)
+            raise self._mismatch(header or [])
         try:
-            paths = pd.read_csv(self.path, usecols=["path"], dtype=str, keep_default_na=False)["path"]
+            paths = pd.read_csv(io.StringIO(text), usecols=["path"], dtype=str, keep_default_na=False)["path"]
         except (ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"--out {self.path}: not a readable CSV table ({exc})") from None
         self.done = {path_key(p) for p in paths}
+        self._drop_partial_line()
         self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._first = False
 
     def _resume_jsonl(self) -> None:
+        for number, line in enumerate(self._complete_lines().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"--out {self.path}: line {number} is not JSON") from None
+            if not isinstance(row, dict) or "path" not in row:
+                raise DataError(f"--out {self.path}: line {number} is not a prediction row")
+            if list(row) != self.columns:
+                raise self._mismatch(list(row))
+            self.done.add(path_key(row["path"]))
         self._drop_partial_line()
-        with open(self.path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise DataError(f"--out {self.path}: line {number} is not JSON") from None
-                if not isinstance(row, dict) or "path" not in row:
-                    raise DataError(f"--out {self.path}: line {number} is not a prediction row")
-                if list(row) != self.columns:
-                    raise self._mismatch(list(row))
-                self.done.add(path_key(row["path"]))
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def _resume_json(self) -> None:
         try:
             old = json.loads(self.path.read_text(encoding="utf-8") or "[]")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"--out {self.path}: not a UTF-8 JSON table ({exc.reason} at byte {exc.start})"
+            ) from None
         except json.JSONDecodeError as exc:
             raise DataError(f"--out {self.path}: not a JSON table ({exc})") from None
         if not isinstance(old, list) or not all(isinstance(r, dict) and "path" in r for r in old):
@@ -283,4 +365,13 @@ def _finite(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
-__all__ = ["FORMATS", "PredictionWriter", "columns_for", "make_row", "output_format", "path_key"]
+__all__ = [
+    "FORMATS",
+    "PredictionWriter",
+    "check_output",
+    "columns_for",
+    "is_prediction_table",
+    "make_row",
+    "output_format",
+    "path_key",
+]
