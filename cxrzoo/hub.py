@@ -498,6 +498,35 @@ def _download(repo_id: str, revision: str | None, *, token: str | None, progress
     )
 
 
+def download_file(
+    repo_id: str, filename: str, *, revision: str | None = None, token: str | None = None
+) -> str:
+    """One file of a Hub repo (a timm checkpoint, for ``--init timm:NAME``) from huggingface_hub's
+    cache, downloaded with its progress bar when missing; offline, one line saying so."""
+    from huggingface_hub import hf_hub_download
+
+    where = _where(repo_id, revision)
+    try:
+        return hf_hub_download(
+            repo_id,
+            filename,
+            revision=revision,
+            cache_dir=cache_dir(),
+            endpoint=endpoint(),
+            token=token,
+            local_files_only=offline(),
+            etag_timeout=_etag_timeout(),
+            library_name="cxrzoo",
+            library_version=_version(),
+        )
+    except Exception as exc:
+        address = f"{endpoint()}/{repo_id}/resolve/{revision or 'main'}/{filename}"
+        raise HubError(
+            f"Cannot download {address} ({_network_reason(exc)}) for {where}; fetch it elsewhere and "
+            f"pass it with --file PATH"
+        ) from None
+
+
 def _check_model(snapshot: Path, where: str) -> dict[str, Any]:
     """config.json of a downloaded snapshot, if it is a cxrzoo model with its weights."""
     config_path = snapshot / CONFIG_NAME
