@@ -169,9 +169,7 @@ def _config_facts(architecture: str, config: Any) -> dict[str, str] | None:
         return None
     try:
         cls = plugins.model_config_class(architecture)
-        return cls.from_dict(
-            {k: v for k, v in config.items() if k != "pretrained" or v is False}
-        ).card_facts()
+        return cls.from_dict(cls.clear_weight_source(dict(config))).card_facts()
     except Exception:  # a card is still written without these sections
         return None
 
@@ -274,6 +272,7 @@ def card_context(config_doc: Mapping[str, Any], *, name: str) -> dict[str, str]:
         "data": _data(config_doc),
         "config": _config(config),
         "weights": _weights(config_doc),
+        "origin": _origin(config_doc),
     }
 
 
@@ -535,6 +534,27 @@ def _config(config: Mapping[str, Any]) -> str:
         return "Defaults."
     lines = ["| Option | Value |", "|---|---|"]
     lines += [f"| {key} | {_code(value)} |" for key, value in shown.items()]
+    return "\n".join(lines)
+
+
+def _origin(doc: Mapping[str, Any]) -> str:
+    """Where imported weights came from (``origin`` in config.json, written by ``cxrzoo import``)."""
+    origin = doc.get("origin") or {}
+    if not isinstance(origin, Mapping) or not origin:
+        return "Trained by cxrzoo (no imported weights)."
+    rows = [
+        ("Source", "source"),
+        ("Published at", "address"),
+        ("File", "file"),
+        ("sha256 of the published file", "sha256"),
+        ("Licence", "licence"),
+        ("Citation", "citation"),
+        ("Thresholds", "thresholds"),
+    ]
+    lines = [f"- {title}: {origin[key]}" for title, key in rows if origin.get(key)]
+    dropped = origin.get("dropped_outputs")
+    if dropped:
+        lines.append(f"- Unnamed outputs dropped: indices {dropped} of {len(origin.get('outputs') or [])}")
     return "\n".join(lines)
 
 

@@ -49,6 +49,19 @@ def default_preprocessing(image_size: int) -> tuple[str, ...]:
     return FULL_SIZE_PREPROCESSING if image_size >= FULL_SIZE_CLAHE_MIN_INPUT else DEFAULT_PREPROCESSING
 
 
+def weight_source(default: Any = False) -> Any:
+    """A config field naming where a model's initial weights come from.
+
+    Its value is ``False`` (random initialisation), ``True`` (the backbone library's own
+    pretrained weights, downloaded) or a weight source spec that
+    :func:`cxrzoo.weights.resolve_source` understands (a checkpoint file, a store name,
+    ``timm:NAME``, ``torchvision:NAME``, ``hf-hub:ORG/REPO`` …). Saved weights replace the
+    initial ones, so the store clears every such field when it rebuilds a saved model
+    (:meth:`ModelConfig.clear_weight_source`) and nothing is downloaded on load.
+    """
+    return dataclasses.field(default=default, metadata={"weight_source": True})
+
+
 class ConfigError(UserError, ValueError):
     """A config value or key that a model does not accept."""
 
@@ -143,6 +156,18 @@ class ModelConfig:
         Models whose layers depend on the data (which findings are rare) override this.
         """
         return self
+
+    @classmethod
+    def weight_source_fields(cls) -> tuple[str, ...]:
+        """Names of the fields declared with :func:`weight_source`."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("weight_source"))
+
+    @classmethod
+    def clear_weight_source(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` (a config dict) with every weight source field back at its default: the
+        config to rebuild a model whose weights are loaded next."""
+        defaults = {f.name: f.default for f in fields(cls) if f.metadata.get("weight_source")}
+        return {k: defaults.get(k, v) for k, v in values.items()}
 
     @property
     def num_labels(self) -> int:

@@ -303,16 +303,14 @@ def validate_config_doc(doc: Any, *, where: str = CONFIG_NAME, check_digest: boo
 def build_from_config(doc: dict[str, Any], *, source: str = "config.json") -> Any:
     """An untrained model as described by a config.json document.
 
-    Never downloads backbone weights: the stored weights replace them anyway, so a config
-    saved with ``pretrained: true`` is built with ``pretrained=False``.
+    Never downloads or reads initial weights: the stored weights replace them anyway, so every
+    weight source field of the config (:func:`cxrzoo.config.weight_source`) is cleared first.
     """
     from cxrzoo.config import ConfigError
     from cxrzoo.plugins import models
 
     cls = models.get(doc["architecture"])
-    values = dict(doc["config"])
-    if values.get("pretrained") is True:
-        values["pretrained"] = False
+    values = cls.config_class.clear_weight_source(dict(doc["config"]))
     try:
         config = cls.config_class.from_dict(values, source=source)
     except ConfigError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxrzoo.config import ConfigError, ModelConfig
+from cxrzoo.config import ConfigError, ModelConfig, weight_source
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,9 @@ class AdvancedResNetConfig(ModelConfig):
 
     in_chans: int = 3
     backbone: str = "resnet50"
-    pretrained: bool = False
+    #: Initial backbone weights: False (random), True (timm's own, downloaded) or a weight
+    #: source such as timm:resnet50.a1_in1k, torchvision:resnet50 or a checkpoint file.
+    pretrained: bool | str = weight_source(False)
     out_indices: tuple[int, ...] = (1, 2, 3, 4)
     attention: bool = True
     reduction: int = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxrzoo.config import ConfigError, ModelConfig
+from cxrzoo.config import ConfigError, ModelConfig, weight_source
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,9 @@ class ChestAttentionConfig(ModelConfig):
     """Architecture of :class:`ChestXrayAttention`; ``attention=False`` for the ablation."""
 
     backbone: str = "resnet18"
-    pretrained: bool = False
+    #: Initial backbone weights: False (random), True (timm's own, downloaded) or a weight
+    #: source such as timm:resnet50.a1_in1k, torchvision:resnet50 or a checkpoint file.
+    pretrained: bool | str = weight_source(False)
     attention: bool = True
     reduction: int = 16
     dropout: float = 0.2

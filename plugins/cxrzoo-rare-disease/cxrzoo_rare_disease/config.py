@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxrzoo.config import ConfigError, ModelConfig
+from cxrzoo.config import ConfigError, ModelConfig, weight_source
 from cxrzoo.labels import DEFAULT_RARE, RARE_PREVALENCE, rare_labels
 
 
@@ -20,7 +20,9 @@ class RareDiseaseConfig(ModelConfig):
     """
 
     backbone: str = "resnet34"
-    pretrained: bool = False
+    #: Initial backbone weights: False (random), True (timm's own, downloaded) or a weight
+    #: source such as timm:resnet50.a1_in1k, torchvision:resnet50 or a checkpoint file.
+    pretrained: bool | str = weight_source(False)
     out_indices: tuple[int, ...] = (2, 3, 4)
     feature_dim: int = 128
     rare_labels: tuple[str, ...] = DEFAULT_RARE
