@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     "predict": "cxrzoo.reports.cli:predict",
     "explain": "cxrzoo.reports.cli:explain",
     "export": "cxrzoo.reports.cli:export",
+    "import": "cxrzoo.import_cli:import_cmd",
 }
 
 

@@ -25,6 +25,10 @@ TRANSFORMS: dict[str, tuple[str, str]] = {
     ),
     "lung_mask": ("image:LungMask", "Keep the lungs, blank the rest."),
     "scale": ("tensor:Scale", "uint8 0-255 to float 0-1."),
+    "rescale": (
+        "tensor:Rescale",
+        "Map the 0-1 range linearly onto [low, high].",
+    ),
     "normalize_grey": ("tensor:NormalizeGrey", "Grey-level normalisation: (x - 0.5) / 0.25."),
     "normalize_imagenet": (
         "tensor:NormalizeImagenet",

@@ -25,6 +25,25 @@ class Scale(Transform):
         return x
 
 
+class Rescale(Transform):
+    """Map the 0-1 range linearly onto [low, high].
+
+    It follows ``scale``. ``rescale(low=-1024, high=1024)`` is torchxrayvision's input range: its ``normalize(img,
+    255)`` is ``(2 * img / 255 - 1) * 1024``, which is this step after ``scale``.
+    """
+
+    stage = "tensor"
+
+    def __init__(self, *, image_size: int, low: float = -1024.0, high: float = 1024.0) -> None:
+        super().__init__(image_size=image_size)
+        self.low, self.high = float(low), float(high)
+        if not self.high > self.low:
+            raise TransformError(f"rescale: high must be above low, got low={low}, high={high}")
+
+    def __call__(self, x: torch.Tensor, **context: Any) -> torch.Tensor:
+        return x * (self.high - self.low) + self.low
+
+
 class Normalize(Transform):
     """Subtract a mean and divide by a standard deviation, per channel."""
 
