@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Core, every plugin (editable) and the test tools.
 $(STAMP): $(BIN)/python pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
-	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,onnx,parquet]" $(addprefix -e ,$(PLUGINS))
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,onnx,parquet,serve]" $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
 install: $(STAMP)
