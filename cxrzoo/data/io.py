@@ -190,8 +190,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(path, f"undecodable ({type(exc).__name__}: {one_line(exc, 300)})") from None
 
 
+def read_image_bytes(data: bytes, name: str = "upload") -> np.ndarray:
+    """:func:`read_image` for an image already in memory (an upload): the same decoding, checks
+    and errors, with ``name`` standing for the file in messages (and its suffix, as a file's,
+    marking DICOM written without preamble)."""
+    path = Path(name)
+    try:
+        return _decode_data(path, bytes(data))
+    except CxrzooError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(path, f"undecodable ({type(exc).__name__}: {one_line(exc, 300)})") from None
+
+
 def _decode(path: Path) -> np.ndarray:
-    data = _read_regular_file(path)
+    return _decode_data(path, _read_regular_file(path))
+
+
+def _decode_data(path: Path, data: bytes) -> np.ndarray:
     if not data:
         raise ImageReadError(path, "empty file")
     kind = _sniff(data, path)
@@ -551,6 +567,7 @@ __all__ = [
     "ImageReadError",
     "max_image_pixels",
     "read_image",
+    "read_image_bytes",
     "set_max_image_pixels",
     "to_grey_uint8",
 ]
