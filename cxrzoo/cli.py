@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "explain": "cxrzoo.reports.cli:explain",
     "export": "cxrzoo.reports.cli:export",
     "import": "cxrzoo.import_cli:import_cmd",
+    "serve": "cxrzoo.serve.cli:serve",
 }
 
 
