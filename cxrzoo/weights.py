@@ -210,6 +210,9 @@ class InitReport:
     unused: list[str] = field(default_factory=list)
     shared_labels: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
+    #: Parameter names of the backbone (initialised from the source, label heads excepted):
+    #: what ``freeze_backbone`` / ``backbone_lr`` act on; filled in by training.
+    backbone: list[str] = field(default_factory=list)
 
     @property
     def initialised(self) -> set[str]:
@@ -228,6 +231,7 @@ class InitReport:
             "source": self.source,
             **self.counts(),
             "shared_labels": self.shared_labels,
+            "backbone_tensors": len(self.backbone),
             "adapted_tensors": dict(sorted(self.details.items())[:20]),
         }
 
@@ -240,7 +244,11 @@ class InitReport:
 
 
 def _split_points(key: str) -> Iterable[tuple[str, str]]:
-    parts = key.split(".")
+    # "_" separates module names too: timm's feature extractors flatten module paths
+    # ("features.conv0" becomes "features_conv0"); the tensor's own name ("running_mean") is
+    # kept whole. Both sides are read the same way.
+    *modules, tensor = key.split(".")
+    parts = [p for m in modules for p in m.split("_")] + [tensor]
     # The rest keeps at least two components ("conv1.weight"), so a bare "weight" never aligns.
     for i in range(0, len(parts) - 1):
         yield ".".join(parts[:i]), ".".join(parts[i:])
@@ -470,6 +478,11 @@ def fetch(url: str, *, progress: bool = True) -> Path:
     return target
 
 
+_DENSENET_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
 def _torchvision_source(name: str, file: str | None) -> LoadedWeights:
     import torchvision
 
@@ -483,8 +496,13 @@ def _torchvision_source(name: str, file: str | None) -> LoadedWeights:
     weights = enum[tag] if tag else enum.DEFAULT
     url = weights.url
     path = Path(file) if file else fetch(url)
+    state = read_checkpoint(path)
+    if arch.startswith("densenet"):
+        # torchvision's DenseNet files predate its module names: "denselayer1.norm.1.weight"
+        # is "denselayer1.norm1.weight" (torchvision renames them the same way when it loads).
+        state = {_DENSENET_OLD_KEY.sub(r"\1\2", k): v for k, v in state.items()}
     return LoadedWeights(
-        state=read_checkpoint(path),
+        state=state,
         source=f"torchvision:{name}",
         provenance={
             "source": f"torchvision:{arch}.{weights.name}",

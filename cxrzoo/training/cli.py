@@ -82,6 +82,20 @@ def _settings(
     metavar="KEY=VALUE",
     help="Override a model config or recipe option, e.g. --set attention=false.",
 )
+@click.option(
+    "--init",
+    "init",
+    metavar="SOURCE",
+    help="Start from these weights: a store name, a checkpoint file (safetensors, or a state-dict "
+    "pickle under the allow-list), timm:NAME, torchvision:NAME, hf-hub:ORG/REPO or xrv:NAME.",
+)
+@click.option("--freeze-backbone", is_flag=True, help="Train only what --init did not load (a linear probe).")
+@click.option(
+    "--backbone-lr",
+    type=float,
+    metavar="FACTOR",
+    help="Learning rate of the tensors --init loaded, as a factor of --lr (e.g. 0.1).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train(
     model: str,
@@ -99,6 +113,9 @@ def train(
     name: str | None,
     resume: bool,
     sets: tuple[str, ...],
+    init: str | None,
+    freeze_backbone: bool,
+    backbone_lr: float | None,
     no_progress: bool,
 ) -> None:
     """Train MODEL and save it, calibrated, in the store.
@@ -110,6 +127,10 @@ def train(
 
     options = dataset_options(data, dataset, synthetic_n)
     config, recipe_overrides = _settings(model, image_size, epochs, batch_size, lr, sets)
+    if freeze_backbone:
+        recipe_overrides["freeze_backbone"] = True
+    if backbone_lr is not None:
+        recipe_overrides["backbone_lr"] = backbone_lr
     train_model(
         model,
         data=data,
@@ -125,6 +146,7 @@ def train(
         resume=resume,
         progress=not no_progress,
         echo=click.echo,
+        init=init,
     )
 
 

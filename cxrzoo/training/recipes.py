@@ -51,7 +51,15 @@ class Recipe:
     # training sets of a few hundred images.
     mixup: float = 0.0
     calibration: str = "f1"  # f1 | youden: how thresholds are chosen on validation
+    # The out-of-distribution gate fitted after training (cxrzoo.ood): the share of validation
+    # (in-distribution) images it may flag; 0 = no gate.
+    ood_rate: float = 0.05
     eval_batch_size: int = 128
+    # Fine-tuning from an --init checkpoint: the tensors loaded from it (label heads excepted)
+    # are the backbone. ``freeze_backbone`` trains only the rest (a linear probe when the rest is
+    # the head); ``backbone_lr`` multiplies the backbone's learning rate (0.1: gentler updates).
+    freeze_backbone: bool = False
+    backbone_lr: float = 1.0
 
     #: Accepted values of each numeric field, checked when a recipe is made or changed, so
     #: that a value which would train the wrong way (a negative clip reverses the gradient)
@@ -71,7 +79,9 @@ class Recipe:
         "grad_clip": Range(0.0, 1e9, low_open=True),
         "ema": Range(0.0, 1.0, low_open=True, high_open=True),
         "mixup": Range(0.0, 100.0),
+        "ood_rate": Range(0.0, 1.0, high_open=True),
         "eval_batch_size": Range(1, 65_536),
+        "backbone_lr": Range(0.0, 10.0, low_open=True),
     }
 
     def __post_init__(self) -> None:

@@ -156,7 +156,8 @@ def _run(spec: RunSpec, echo: Echo) -> ZooModel:
         torch.manual_seed(spec.seed)
         model = spec.model_class.build_for_training(config, _Context(spec, echo))
         model.architecture = spec.model
-        result, val_probs = _fit(model, spec, config, train, val, dist, dev, echo)
+        init = initialise(model, spec, echo)
+        result, val_probs = _fit(model, spec, config, train, val, dist, dev, echo, init=init)
         if not dist.is_main:
             return model
         return finish_model(
@@ -175,6 +176,7 @@ def _run(spec: RunSpec, echo: Echo) -> ZooModel:
                 "device": str(dev),
                 "world_size": dist.world,
                 "seconds": round(time.perf_counter() - t0, 1),
+                **({"init": init.to_dict()} if init is not None else {}),
             },
             summary=(
                 f"Last epoch {result.best_epoch} kept (select=last): validation macro AUROC"
@@ -186,6 +188,23 @@ def _run(spec: RunSpec, echo: Echo) -> ZooModel:
         )
     finally:
         dist.close()
+
+
+def initialise(model: ZooModel, spec: RunSpec, echo: Echo) -> Any:
+    """Load ``spec.init`` into ``model`` (the core loader: names and shapes, stem folded, heads
+    kept for shared labels); prints and returns the report, or None without --init."""
+    if spec.init is None:
+        return None
+    from cxrzoo.weights import apply_init, label_tensors
+
+    report = apply_init(model, spec.init)
+    echo(report.line())
+    if report.shared_labels:
+        echo(f"Heads kept for {len(report.shared_labels)} shared label(s): {', '.join(report.shared_labels)}")
+    heads = label_tensors(model, len(model.labels))
+    params = {name for name, _ in model.named_parameters()}
+    report.backbone = sorted((report.initialised - heads) & params)
+    return report
 
 
 def _split_line(splits: SplitTables) -> str:
@@ -204,6 +223,8 @@ def _fit(
     dist: DistContext,
     dev: torch.device,
     echo: Echo,
+    *,
+    init: Any = None,
 ) -> tuple[Any, np.ndarray]:
     """The training loop proper; returns its result and the kept weights' validation probabilities."""
     from cxrzoo import store
@@ -227,7 +248,13 @@ def _fit(
         progress=spec.progress,
         echo=echo,
         dist=dist,
+        backbone=getattr(init, "backbone", ()),
     )
+    if init is not None and (spec.recipe.freeze_backbone or spec.recipe.backbone_lr != 1.0):
+        what = (
+            "frozen" if spec.recipe.freeze_backbone else f"at {spec.recipe.backbone_lr:g} x the learning rate"
+        )
+        echo(f"Backbone ({len(init.backbone)} parameter tensors from the checkpoint) {what}")
     result = trainer.fit(resume=spec.resume)
     dist.barrier()
     val_probs = trainer.validate()[0] if dist.is_main else np.zeros((0, len(config.labels)))

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cxrzoo.config import DEFAULT_PREPROCESSING, ModelConfig, default_preprocessing
+from cxrzoo.config import DEFAULT_PREPROCESSING, ConfigError, ModelConfig, default_preprocessing
 from cxrzoo.training.recipes import Recipe, get_recipe
 
 #: Image size on the synthetic phantoms when none is given: small enough for a CPU.
@@ -38,6 +38,9 @@ class RunSpec:
     #: The config values asked for (``--set``, ``--image-size``, the synthetic phantoms' size),
     #: as opposed to the config class's defaults.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Weight source the model starts from (``--init``): a store name, a checkpoint file,
+    #: ``timm:``/``torchvision:``/``hf-hub:``/``xrv:``; None for a random initialisation.
+    init: str | None = None
 
     @property
     def model_class(self) -> Any:
@@ -72,6 +75,7 @@ def resolve_run(
     resume: bool = False,
     save: bool = True,
     progress: bool = True,
+    init: str | None = None,
 ) -> RunSpec:
     """Resolve a run's every default and check every value; raises before any work."""
     from cxrzoo import store
@@ -98,6 +102,15 @@ def resolve_run(
         notes.append("No --data given: training on the built-in synthetic phantoms (cxrzoo data synth).")
         overrides.setdefault("image_size", SYNTHETIC_IMAGE_SIZE)
     config = cls.config_class().replace(**overrides)
+    if init is not None and not cls.trains_itself:
+        raise ConfigError(
+            f"--init applies to a model trained by gradient descent; {model_name} combines trained "
+            f"members: start each member from the checkpoint instead"
+        )
+    if init is None and (recipe_obj.freeze_backbone or recipe_obj.backbone_lr != 1.0):
+        raise ConfigError(
+            "freeze_backbone and backbone_lr need --init: the backbone is what the checkpoint loads"
+        )
     if (
         cls.trains_itself
         and "preprocessing" not in overrides
@@ -120,6 +133,7 @@ def resolve_run(
         progress=progress,
         notes=tuple(notes),
         config_overrides=overrides,
+        init=init,
     )
 
 

@@ -15,7 +15,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,12 @@ class Trainer:
         progress: bool = True,
         echo: Callable[[str], None] = print,
         dist: DistContext | None = None,
+        backbone: Collection[str] = (),
     ) -> None:
         self.model = model
+        #: Parameter names of the backbone an --init loaded: frozen by ``recipe.freeze_backbone``,
+        #: trained at ``recipe.backbone_lr`` times the learning rate otherwise.
+        self.backbone = frozenset(backbone)
         self.recipe = recipe
         self.train_data, self.val_data = train, val
         self.device = torch.device(device)
@@ -168,14 +172,26 @@ class Trainer:
     # -- construction -------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         r = self.recipe
-        decay, no_decay = [], []
-        for _, p in self.model.named_parameters():
+        buckets: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, p in self.model.named_parameters():
+            in_backbone = name in self.backbone
+            if in_backbone and r.freeze_backbone:
+                p.requires_grad_(False)
             if p.requires_grad:
                 # Norm scales and biases are not regularised.
-                (no_decay if p.ndim <= 1 else decay).append(p)
+                buckets.setdefault((in_backbone, p.ndim > 1), []).append(p)
+        if not buckets:
+            raise UserError("Nothing to train: every parameter is frozen (freeze_backbone with no head?)")
+        # The two groups of a run without --init come first and always exist, in the order
+        # checkpoints of earlier runs hold them; backbone groups follow when there are any.
+        keys = [(False, True), (False, False), *(k for k in ((True, True), (True, False)) if k in buckets)]
         groups = [
-            {"params": decay, "weight_decay": r.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {
+                "params": buckets.get(key, []),
+                "weight_decay": r.weight_decay if key[1] else 0.0,
+                "lr": r.lr * (r.backbone_lr if key[0] else 1.0),
+            }
+            for key in keys
         ]
         if r.optimizer == "adamw":
             return torch.optim.AdamW(groups, lr=r.lr)
@@ -189,7 +205,11 @@ class Trainer:
         total = max(1, r.epochs * self.steps_per_epoch)
         if r.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=r.lr, total_steps=total, pct_start=r.warmup, anneal_strategy="cos"
+                self.optimizer,
+                max_lr=[g["lr"] for g in self.optimizer.param_groups],
+                total_steps=total,
+                pct_start=r.warmup,
+                anneal_strategy="cos",
             )
         if r.schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(
