@@ -17,7 +17,7 @@ import click
 
 from cxrzoo.clickutil import ZooGroup
 
-KIND_CHOICES = ("model", "dataset", "transform", "metric", "all")
+KIND_CHOICES = ("model", "dataset", "transform", "metric", "weights", "all")
 
 #: Commands defined in other modules (which import torch), imported when they are run or
 #: shown in ``--help``: name -> "module:attribute".
@@ -123,6 +123,21 @@ def list_cmd(pattern: str | None, kind: str, trained: bool, as_json: bool) -> No
             click.echo(f"{r['name']:<28} {r['architecture']:<22} macro AUROC {auc}")
         return
 
+    if kind == "weights":
+        # The published weights cxrzoo can import (cards in model_cards/), not a registry.
+        from cxrzoo import weight_cards
+
+        cards = [
+            c for c in weight_cards.list_cards() if not pattern or fnmatch.fnmatchcase(c.source, pattern)
+        ]
+        if as_json:
+            _echo_json([c.to_dict() for c in cards])
+            return
+        click.secho(f"weights ({len(cards)})", bold=True)
+        for c in cards:
+            click.echo(f"  {c.source:<34} {c.title}")
+        click.echo("Import one with 'cxrzoo import SOURCE'; 'cxrzoo info SOURCE' shows its card.")
+        return
     kinds = list(plugins.REGISTRIES) if kind == "all" else [kind]
     out: dict[str, list[dict[str, str]]] = {}
     for k in kinds:
@@ -164,8 +179,28 @@ def _trained_folder(name: str) -> Path | None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def info(name: str, as_json: bool) -> None:
-    """Describe a registered model, dataset, transform or metric, or a trained model."""
+    """Describe a registered model, dataset, transform or metric, a trained model, or published
+    weights (xrv:densenet121-res224-all, torchvision:resnet50: their card)."""
     from cxrzoo import plugins
+
+    if ":" in name:
+        from cxrzoo import weight_cards
+
+        card = weight_cards.get(name)
+        if card is not None:
+            if as_json:
+                _echo_json({**card.to_dict(), "card": card.body})
+            else:
+                click.echo(card.body.rstrip("\n"))
+            return
+        known = [c.source for c in weight_cards.list_cards()]
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise click.UsageError(
+            f"No card for weights {name!r}.{hint} Run 'cxrzoo list --kind weights' to see them."
+        )
 
     found: dict[str, Any] = {}
     for kind, registry in plugins.REGISTRIES.items():
