@@ -455,6 +455,22 @@ def predict(
     if out_path:
         check_output(out_path, resume=resume, overwrite=overwrite)
     paths = expand_inputs(images)
+    from cxrzoo.reports.distributed import predict_command, world_size
+
+    if world_size() > 1:  # under torchrun: each rank predicts its share, rank 0 writes --out
+        predict_command(
+            name,
+            paths,
+            out_path,
+            resume=resume,
+            overwrite=overwrite,
+            backend=backend,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            as_json=as_json,
+        )
+        return
     model, backend = _load_for_prediction(name, backend, device)
     labels = list(model.labels)
     thresholds = model.thresholds
