@@ -418,14 +418,42 @@ def _thresholds(doc: Mapping[str, Any]) -> str:
             f" chosen to maximise {calibration.get('method', 'an unrecorded criterion')} on the "
             f"{calibration.get('split', 'unrecorded')} split"
         )
+    promised = doc.get("guarantees") if isinstance(doc.get("guarantees"), dict) else None
+    if promised:
+        data = promised.get("data") or {}
+        how = (
+            f", chosen on {promised.get('images')} images ({promised.get('split')} of "
+            f"{data.get('data') or data.get('dataset') or 'the calibration data'}) so that "
+            f"{promised.get('statement')} where the table says so"
+        )
     lines = [
         f"A finding is called positive when its probability reaches its threshold{how}. They are "
         "saved in config.json and used by `model.positives(...)`.",
         "",
-        "| Finding | Threshold |",
-        "|---|---:|",
     ]
-    lines += [f"| {label} | {_fmt(t)} |" for label, t in zip(labels, thresholds, strict=False)]
+    per = (promised or {}).get("per_finding") or {}
+    if promised:
+        lines += ["| Finding | Threshold | Guarantee |", "|---|---:|---|"]
+        for label, t in zip(labels, thresholds, strict=False):
+            g = per.get(label) or {}
+            said = (
+                f"{promised['target']} ≥ {promised['level']:g} ({g.get('cases')} cases)"
+                if g.get("guaranteed")
+                else f"none: {g.get('reason', 'not computed')}"
+            )
+            lines.append(f"| {label} | {_fmt(t)} | {said} |")
+    else:
+        lines += ["| Finding | Threshold |", "|---|---:|"]
+        lines += [f"| {label} | {_fmt(t)} |" for label, t in zip(labels, thresholds, strict=False)]
+    gate = doc.get("ood") if isinstance(doc.get("ood"), dict) else None
+    if gate:
+        lines += [
+            "",
+            f"**Out-of-distribution gate.** Images unlike the {gate.get('fit_images')} it was fitted on "
+            f"are flagged (`ood_score` above {_fmt(gate.get('threshold'))}, `in_distribution` false in "
+            f"`cxrzoo predict`), at a false-rejection rate of {_fmt(gate.get('false_rejection_rate'), 2)} "
+            f"chosen on {gate.get('heldout_images')} held-out images. Do not read the calls of a flagged image.",
+        ]
     return "\n".join(lines)
 
 

@@ -322,7 +322,12 @@ def _files_to_push(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         from cxrzoo.cards import render_card
 
         card = render_card(None, doc).encode()
-    return doc, {weights_name: weights, CONFIG_NAME: (folder / CONFIG_NAME).read_bytes(), CARD_NAME: card}
+    files = {weights_name: weights, CONFIG_NAME: (folder / CONFIG_NAME).read_bytes(), CARD_NAME: card}
+    for name, sha in store.sidecar_files(doc).items():
+        data = (folder / name).read_bytes()
+        store.verify_weights(data, sha, str(folder / name), remedy="refusing to push a damaged file.")
+        files[name] = data
+    return doc, files
 
 
 def repo_url(repo_id: str, revision: str | None = None) -> str:
@@ -390,9 +395,12 @@ def pull(
                 f"The store entry {target_name!r} was just written by another process "
                 f"({_describe_entry(target_name)}); not replacing it"
             )
-        for fname in (CONFIG_NAME, weights_name, CARD_NAME):
+        sidecars = store.sidecar_files(doc)
+        for fname in (CONFIG_NAME, weights_name, CARD_NAME, *sidecars):
             if (snapshot / fname).is_file():
                 shutil.copyfile(snapshot / fname, tmp / fname)
+        for fname, sha in sidecars.items():
+            store.verify_weights(tmp / fname, sha, f"Refusing {fname} of {where}")
         # Verify the copy that will live in the store, before it replaces anything.
         actual = store.verify_weights(
             tmp / weights_name,

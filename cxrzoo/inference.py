@@ -311,6 +311,89 @@ class TorchRunner:
         tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
         return self.probabilities(tensors).cpu().numpy()
 
+    def run(
+        self,
+        inputs: Sequence[np.ndarray],
+        *,
+        ood: bool = False,
+        uncertainty: bool = False,
+        features: bool = False,
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Probabilities ``[B, labels]`` and, per image, the details asked for:
+
+        - ``ood``: ``ood_score`` and ``in_distribution`` from the model's out-of-distribution
+          gate (:mod:`cxrzoo.ood`; nothing when the model has none);
+        - ``uncertainty``: one number per finding, the spread of the probability: the standard
+          deviation over an ensemble's members, or for a single model half the difference
+          between the image's and its mirror image's probability;
+        - ``features``: the gate's input (``layout`` and ``model`` feature vectors).
+
+        All come from the same forward pass as the probabilities (plus one mirrored pass for a
+        single model's uncertainty).
+        """
+        from cxrzoo.ood import layout_features, pooled
+
+        detector = getattr(self.model, "ood_detector", None) if ood else None
+        want_features = features or detector is not None
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
+        part_probs, model_feats = [], []
+        layout: torch.Tensor | None = None
+        spread: torch.Tensor | None = None
+        for part, prep, batch in zip(self.parts, self.preprocessings, tensors, strict=True):
+            x = prep.tensor(batch.to(self.device, non_blocking=True))
+            captured: list[torch.Tensor] = []
+            handle = None
+            if want_features:
+                if layout is None:
+                    layout = layout_features(x)
+                layer = _feature_layer(part)
+                if layer is not None:
+                    handle = layer.register_forward_hook(
+                        lambda _m, _i, out, into=captured: into.append(pooled(out))
+                    )
+            try:
+                with _autocast(self.device, self.amp):
+                    p = part.probabilities(x).float()
+            finally:
+                if handle is not None:
+                    handle.remove()
+            if captured:
+                model_feats.append(captured[0])  # the unmirrored pass when flip TTA runs two
+            if uncertainty and not self.members:
+                with _autocast(self.device, self.amp):
+                    mirrored = torch.sigmoid(part(torch.flip(x, dims=[-1])).float())
+                    plain = torch.sigmoid(part(x).float()) if part.config.flip_tta else p
+                spread = (plain - mirrored).abs() / 2
+            part_probs.append(p)
+        probs = part_probs[0] if not self.members else self.model.combine_members(part_probs).float()
+        if uncertainty and self.members:
+            spread = torch.stack(part_probs).std(0, unbiased=False)
+        details: list[dict[str, Any]] = [{} for _ in range(len(probs))]
+        feats = torch.cat(model_feats, dim=1).cpu().numpy() if model_feats else None
+        if want_features:
+            assert layout is not None
+            lay = layout.cpu().numpy()
+            if detector is not None:
+                scores = detector.score(lay, feats)
+                for d, score, inside in zip(details, scores, detector.inside(scores), strict=True):
+                    d["ood_score"], d["in_distribution"] = float(score), bool(inside)
+            if features:
+                for i, d in enumerate(details):
+                    d["features"] = {"layout": lay[i], "model": None if feats is None else feats[i]}
+        if spread is not None:
+            for d, row in zip(details, spread.cpu().numpy(), strict=True):
+                d["uncertainty"] = row
+        return probs.cpu().numpy(), details
+
+
+def _feature_layer(model: ZooModel) -> torch.nn.Module | None:
+    """The layer whose pooled output describes what ``model`` sees (its Grad-CAM layer)."""
+    try:
+        layers = model.gradcam_layers()
+    except NotImplementedError:
+        return None
+    return layers[-1] if layers else None
+
 
 def runner_for(model: Any, *, device: str | torch.device | None = None, amp: bool = False) -> Runner:
     """The :class:`Runner` of a ZooModel, or of any object with an ``inference_runner`` method
@@ -350,6 +433,9 @@ class Prediction(NamedTuple):
     path: str | None
     probabilities: np.ndarray | None
     error: str | None
+    #: What :meth:`TorchRunner.run` adds when asked: ``ood_score``, ``in_distribution``,
+    #: ``uncertainty`` ``[labels]``, ``features``; None when nothing was asked.
+    details: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -365,6 +451,9 @@ def predict_stream(
     device: str | torch.device | None = None,
     amp: bool = False,
     raise_errors: bool = False,
+    ood: bool = False,
+    uncertainty: bool = False,
+    features: bool = False,
 ) -> Iterator[Prediction]:
     """One :class:`Prediction` per input, in order, as batches finish.
 
@@ -373,8 +462,15 @@ def predict_stream(
     model's. ``model`` is a :class:`~cxrzoo.model.ZooModel` (a composite is predicted member by
     member) or an exported model (:class:`cxrzoo.export.OnnxModel`). Unreadable images give a
     Prediction with its ``error`` (raised instead with ``raise_errors``) and the rest go on.
+    ``ood``, ``uncertainty`` and ``features`` fill each Prediction's ``details`` (see
+    :meth:`TorchRunner.run`; a PyTorch model only).
     """
     runner = runner_for(model, device=device, amp=amp)
+    detailed = ood or uncertainty or features
+    if detailed and not isinstance(runner, TorchRunner):
+        raise UserError(
+            "out-of-distribution scores and uncertainty need the PyTorch backend (--backend torch)"
+        )
     workers = default_workers() if workers is None else workers
     with (
         runner.active(),
@@ -386,16 +482,20 @@ def predict_stream(
         for batch in batches:
             good = [d for d in batch if d.inputs is not None]
             probs: np.ndarray | None = None
+            extra: list[dict[str, Any]] | None = None
             if good:
                 stacked = [np.stack([d.inputs[k] for d in good]) for k in range(len(runner.preprocessings))]  # type: ignore[index]
-                probs = runner(stacked)
+                if detailed:
+                    probs, extra = runner.run(stacked, ood=ood, uncertainty=uncertainty, features=features)  # type: ignore[union-attr]
+                else:
+                    probs = runner(stacked)
             row = 0
             for d in batch:
                 if d.inputs is None:
                     yield Prediction(d.path, None, d.error)
                 else:
                     assert probs is not None
-                    yield Prediction(d.path, probs[row], None)
+                    yield Prediction(d.path, probs[row], None, None if extra is None else extra[row])
                     row += 1
 
 
@@ -548,6 +648,7 @@ def predict_table(
     echo: Any = print,
     progress: bool = True,
     amp: bool = True,
+    ood_scores: list[float] | None = None,
 ) -> tuple[np.ndarray, Any]:
     """Probabilities for a dataset table's images, and the :class:`~cxrzoo.data.arrays.ArrayData`
     they were predicted from (its labels aligned to the model's, NaN where unknown).
@@ -555,32 +656,36 @@ def predict_table(
     Images go through the preprocessing cache (each model's image steps, once); images that
     do not decode are named and left out. A composite predicts each member on that member's
     cached images and merges them with ``combine_members``, over the images every member has.
+    Given a list as ``ood_scores`` and a model with an out-of-distribution gate, the gate's
+    score of each image is appended to it, in the same order.
     """
     from cxrzoo.data.arrays import arrays_for
     from cxrzoo.labels import table_targets
 
     members = model.member_models()
     if not members:
-        data = arrays_for(table, model.config, echo=echo, progress=progress)
-        return predict_arrays(
-            model, data.images, rows=data.rows, batch_size=batch_size, device=device, amp=amp
-        ), data
-    parts = [arrays_for(table, m.config, echo=echo, progress=progress) for m in members]
-    names = set(parts[0].names).intersection(*(set(p.names) for p in parts[1:]))
-    kept = [p.subset(np.flatnonzero([n in names for n in p.names])) for p in parts]
-    order = [np.argsort(np.asarray(p.names), kind="stable") for p in kept]
-    kept = [p.subset(o) for p, o in zip(kept, order, strict=True)]
+        kept = [arrays_for(table, model.config, echo=echo, progress=progress)]
+    else:
+        parts = [arrays_for(table, m.config, echo=echo, progress=progress) for m in members]
+        names = set(parts[0].names).intersection(*(set(p.names) for p in parts[1:]))
+        kept = [p.subset(np.flatnonzero([n in names for n in p.names])) for p in parts]
+        order = [np.argsort(np.asarray(p.names), kind="stable") for p in kept]
+        kept = [p.subset(o) for p, o in zip(kept, order, strict=True)]
     runner = TorchRunner(model, device=device, amp=amp)
+    gate = ood_scores is not None and getattr(model, "ood_detector", None) is not None
     out = []
     with runner.active():
         for start in range(0, len(kept[0]), batch_size):
-            batches = [
-                torch.from_numpy(np.ascontiguousarray(p.images[p.rows[start : start + batch_size]]))
-                for p in kept
-            ]
-            out.append(runner.probabilities(batches).cpu())
+            batches = [np.ascontiguousarray(p.images[p.rows[start : start + batch_size]]) for p in kept]
+            if gate:
+                probs, details = runner.run(batches, ood=True)
+                ood_scores.extend(d["ood_score"] for d in details)  # type: ignore[union-attr]
+                out.append(torch.from_numpy(probs))
+            else:
+                out.append(runner.probabilities([torch.from_numpy(b) for b in batches]).cpu())
     probs = torch.cat(out).numpy() if out else np.zeros((0, len(model.labels)), dtype=np.float32)
     data = kept[0]
-    rows = table.set_index("image").loc[data.names].reset_index()
-    data.labels = table_targets(rows, model.labels)
+    if members:
+        rows = table.set_index("image").loc[data.names].reset_index()
+        data.labels = table_targets(rows, model.labels)
     return probs, data

@@ -49,6 +49,9 @@ class ZooModel(nn.Module):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     #: Name under which the class is registered; set by :func:`cxrzoo.create_model`.
     architecture: str = ""
+    #: The out-of-distribution gate (:class:`cxrzoo.ood.OodDetector`) fitted for this model,
+    #: saved beside its weights; None until one is fitted.
+    ood_detector: Any = None
 
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         super().__init__()

@@ -39,6 +39,9 @@ FORMAT_VERSION = 1
 #: Keys of config.json covered by ``config_sha256``: everything that decides what the model
 #: computes and what its outputs mean (labels, thresholds, preprocessing, weights' digest).
 SEALED_KEYS = ("format", "format_version", "architecture", "config", "weights")
+#: Keys sealed too when present (absent from models saved before they existed, whose digest
+#: must not change): the out-of-distribution gate and the threshold guarantees.
+OPTIONAL_SEALED_KEYS = ("ood", "guarantees")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ARCHITECTURE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -114,6 +117,7 @@ def _versions() -> dict[str, str]:
 def config_digest(doc: dict[str, Any]) -> str:
     """sha256 of the sealed keys of a config.json document, in canonical JSON."""
     sealed = {k: doc.get(k) for k in SEALED_KEYS}
+    sealed.update({k: doc[k] for k in OPTIONAL_SEALED_KEYS if k in doc})
     text = json.dumps(sealed, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -142,10 +146,16 @@ def write_model_files(model: Any, folder: Path, *, card: bool = True) -> dict[st
             "sha256": sha256_file(weights),
             "parameters": int(sum(p.numel() for p in model.parameters())),
         },
-        **{k: v for k, v in model.metadata.items() if k not in _RUNTIME_METADATA},
+        **{k: v for k, v in model.metadata.items() if k not in _RUNTIME_METADATA and k != "ood"},
         "versions": _versions(),
         "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    detector = getattr(model, "ood_detector", None)
+    if detector is not None:
+        from cxrzoo.ood import OOD_FILE
+
+        save_file(detector.tensors(), str(folder / OOD_FILE), metadata={"format": "pt"})
+        config_doc["ood"] = {**detector.record, "file": OOD_FILE, "sha256": sha256_file(folder / OOD_FILE)}
     # Round-trip through JSON first so the digest covers exactly what is written.
     config_doc = seal(json.loads(json.dumps(config_doc, default=_json_default)))
     write_config(folder, config_doc)
@@ -278,6 +288,11 @@ def validate_config_doc(doc: Any, *, where: str = CONFIG_NAME, check_digest: boo
     sha = weights.get("sha256")
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
         raise IntegrityError(f"{where} records no valid sha256 for {file} (got {sha!r:.80})")
+    for name, sha in sidecar_files(doc).items():
+        if Path(name).name != name or not name.endswith(".safetensors") or name.startswith("."):
+            raise _bad(where, f"a file beside the weights must be a safetensors file name, got {name!r:.80}")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise IntegrityError(f"{where} records no valid sha256 for {name} (got {sha!r:.80})")
     params = weights.get("parameters")
     if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
         raise _bad(where, f"weights.parameters must be a non-negative integer, got {params!r:.80}")
@@ -298,6 +313,40 @@ def validate_config_doc(doc: Any, *, where: str = CONFIG_NAME, check_digest: boo
                 f"entry) was changed after saving: config_sha256 {actual[:12]}… does not match "
                 f"{recorded[:12]}… recorded. Refusing to load it"
             )
+
+
+def sidecar_files(doc: dict[str, Any]) -> dict[str, Any]:
+    """``{file name: recorded sha256}`` of the files config.json names beside the weights
+    (the out-of-distribution gate); saved, verified, pushed and pulled with them."""
+    ood = doc.get("ood")
+    if isinstance(ood, dict):
+        if not isinstance(ood.get("file"), str):
+            raise StoreError(f"{CONFIG_NAME}: 'ood' names no file")
+        return {ood["file"]: ood.get("sha256")}
+    if ood is not None:
+        raise StoreError(f"{CONFIG_NAME}: 'ood' must be an object, got {ood!r:.80}")
+    return {}
+
+
+def load_ood(folder: Path, doc: dict[str, Any], *, verify: bool = True) -> Any:
+    """The out-of-distribution gate a model folder holds, or None."""
+    record = doc.get("ood")
+    if not isinstance(record, dict):
+        return None
+    from cxrzoo.ood import OodDetector
+
+    path = folder / record["file"]
+    if not path.is_file():
+        raise StoreError(f"{folder}: {record['file']} (the out-of-distribution gate) is missing")
+    if verify:
+        verify_weights(path, record.get("sha256"), str(path))
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise StoreError(f"{path}: not a readable safetensors file ({exc})") from None
+    detector = OodDetector.from_tensors(tensors, record, source=str(path))
+    detector.record = {k: v for k, v in record.items() if k not in ("file", "sha256")}
+    return detector
 
 
 def build_from_config(doc: dict[str, Any], *, source: str = "config.json") -> Any:
@@ -367,6 +416,7 @@ def load_folder(
     except (SafetensorError, OSError) as exc:
         raise StoreError(f"{weights}: not a readable safetensors file ({exc})") from None
     load_state_strict(model, state, source=str(weights))
+    model.ood_detector = load_ood(folder, doc, verify=verify)
     model.metadata = {
         k: v
         for k, v in doc.items()
@@ -380,6 +430,7 @@ def load_folder(
             "versions",
             "saved",
             "config_sha256",
+            "ood",
         }
     }
     source_file = folder / "source.json"

@@ -80,7 +80,7 @@ def test_out_writes_one_row_per_image_with_probabilities_positives_and_errors(zo
     out = tmp_path / f"pred.{fmt}"
     result = run("predict", "chest_xray_attention", images, "--out", out, "--batch-size", "2", code=1)
     # The unreadable file is named in one summary line on stderr, the others are predicted.
-    summary = [line for line in result.stderr.splitlines() if "could not be read" in line]
+    summary = [line for line in result.stderr.splitlines() if "could not be predicted" in line]
     assert len(summary) == 1 and "broken.png" in summary[0] and "1 of 6" in summary[0]
     frame = read_table(out)
     labels = list(cxrzoo.LABELS)

@@ -230,6 +230,21 @@ def evaluate(
     click.echo(
         f"rare AUROC {_f(groups.get('rare', {}).get('auroc'))}   common AUROC {_f(groups.get('common', {}).get('auroc'))}"
     )
+    promised = metrics.get("guarantees")
+    if promised and promised.get("per_finding"):
+        rows = promised["per_finding"]
+        scored = {k: g for k, g in rows.items() if g["met"] is not None}
+        missed = [k for k, g in scored.items() if not g["met"]]
+        click.echo(
+            f"guarantee ({promised['statement']}): met on {len(scored) - len(missed)} of {len(scored)} "
+            f"findings with cases here" + (f"; not met: {', '.join(missed)}" if missed else "")
+        )
+    gate = metrics.get("ood")
+    if gate:
+        click.echo(
+            f"out of distribution: {gate['flagged']} of {gate['images']} images flagged "
+            f"(the gate flags {gate['false_rejection_rate']:.0%} of in-distribution images)"
+        )
     if report:
         click.echo(f"Report: {Path(report) / 'report.md'}")
 
@@ -376,6 +391,22 @@ def _load_for_prediction(name: str, backend: str | None, device: str | None) -> 
         return OnnxModel(onnx_path, device=device), backend
 
 
+def _guarantee_statements(model: Any) -> dict[str, str]:
+    """Per guaranteed finding, what its threshold promises (from ``cxrzoo calibrate --target``)."""
+    promised = (getattr(model, "metadata", None) or {}).get("guarantees")
+    if not isinstance(promised, dict):
+        return {}
+    out = {}
+    for label, entry in (promised.get("per_finding") or {}).items():
+        if entry.get("guaranteed"):
+            out[label] = (
+                f"{promised['statement']} (on {entry['cases']} cases of {promised['data'].get('dataset') or 'the site'})"
+            )
+        else:
+            out[label] = f"not guaranteed: {entry.get('reason', '')}"
+    return out
+
+
 def _calibrated(model: Any) -> bool:
     calibrated = getattr(model, "calibrated", None)
     return bool(calibrated) if calibrated is not None else model.config.thresholds is not None
@@ -384,7 +415,7 @@ def _calibrated(model: Any) -> bool:
 def _failure_summary(failed: list[dict[str, str]], total: int) -> str:
     shown = "; ".join(f"{f['image']} ({f['error']})" for f in failed[:FAILED_NAMED])
     more = f"; and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
-    return f"{len(failed)} of {total} image(s) could not be read: {shown}{more}"
+    return f"{len(failed)} of {total} image(s) could not be predicted: {shown}{more}"
 
 
 def _progress(total: int, disable: bool) -> Any:
@@ -424,6 +455,20 @@ def _progress(total: int, disable: bool) -> Any:
     type=click.Choice(BACKENDS),
     help="torch, or onnxruntime (default for an .onnx NAME; a store NAME is exported first).",
 )
+@click.option(
+    "--ood",
+    "ood_mode",
+    type=click.Choice(["flag", "reject", "off"]),
+    default="flag",
+    show_default=True,
+    help="Images outside the model's out-of-distribution gate: flag them (ood_score, "
+    "in_distribution), reject them (no probabilities; named like unreadable images), or off.",
+)
+@click.option(
+    "--uncertainty",
+    is_flag=True,
+    help="Add each probability's spread (ensemble members' disagreement, or the mirror image's).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def predict(
     name: str,
@@ -436,6 +481,8 @@ def predict(
     resume: bool,
     overwrite: bool,
     backend: str | None,
+    ood_mode: str,
+    uncertainty: bool,
     no_progress: bool,
 ) -> None:
     """Probabilities and calibrated positive findings for each image of PATH.
@@ -445,10 +492,14 @@ def predict(
     pattern. Images are decoded in parallel and predicted in batches; unreadable images are
     named on stderr (and in --out with their error), the rest are still predicted, and the
     exit code is then 1.
+
+    A model with an out-of-distribution gate (fitted by 'cxrzoo train' or 'cxrzoo calibrate
+    --ood') adds ood_score and in_distribution per image; --ood reject leaves the images
+    outside unpredicted.
     """
     from cxrzoo.errors import UserError
     from cxrzoo.inference import expand_inputs, predict_stream
-    from cxrzoo.reports.predictions import PredictionWriter, check_output, make_row, path_key
+    from cxrzoo.reports.predictions import PredictionWriter, check_output, detail_columns, make_row, path_key
 
     if resume and not out_path:
         raise UserError("--resume needs --out: it skips the images already in that table")
@@ -475,20 +526,50 @@ def predict(
     labels = list(model.labels)
     thresholds = model.thresholds
     stream_device = device if backend == "torch" else None
+    gate = getattr(model, "ood_detector", None) if ood_mode != "off" else None
+    if ood_mode == "reject" and gate is None:
+        raise UserError(
+            f"--ood reject: {name} has no out-of-distribution gate"
+            + ("" if backend == "torch" else " that onnxruntime can run")
+            + f"; fit one with 'cxrzoo calibrate {name} --data DIR --ood'"
+        )
+    if uncertainty and backend != "torch":
+        raise UserError("--uncertainty needs the PyTorch backend (--backend torch)")
+    details = {"ood": gate is not None, "uncertainty": uncertainty}
+    extra = detail_columns(labels, ood=gate is not None, uncertainty=uncertainty)
+
+    def stream(items: list[Any]) -> Any:
+        for pred in predict_stream(
+            model, items, batch_size=batch_size, workers=workers, device=stream_device, **details
+        ):
+            info = pred.details or {}
+            if ood_mode == "reject" and info.get("in_distribution") is False:
+                reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {gate.threshold:.3f})"
+                yield pred._replace(probabilities=None, error=reason)
+            else:
+                yield pred
 
     failed: list[dict[str, str]] = []
     if out_path:
-        writer = PredictionWriter(out_path, labels, resume=resume, overwrite=overwrite)
+        writer = PredictionWriter(out_path, labels, resume=resume, overwrite=overwrite, extra=extra)
         todo = [p for p in paths if path_key(p) not in writer.done]
         bar = _progress(len(todo), no_progress)
         complete = False
         try:
             rows: list[dict[str, Any]] = []
-            for pred in predict_stream(
-                model, todo, batch_size=batch_size, workers=workers, device=stream_device
-            ):
+            for pred in stream(todo):
                 positives = [] if pred.probabilities is None else model.positives(pred.probabilities[None])[0]
-                rows.append(make_row(pred.path or "", labels, pred.probabilities, positives, pred.error))
+                rows.append(
+                    make_row(
+                        pred.path or "",
+                        labels,
+                        pred.probabilities,
+                        positives,
+                        pred.error,
+                        details=pred.details,
+                        extra=extra,
+                    )
+                )
                 if pred.error is not None:
                     failed.append({"image": pred.path or "", "error": pred.error})
                 bar.update()
@@ -516,24 +597,30 @@ def predict(
         return
 
     results = []
+    statements = _guarantee_statements(model)
     bar = _progress(len(paths), no_progress)
     try:
-        for pred in predict_stream(
-            model, paths, batch_size=batch_size, workers=workers, device=stream_device
-        ):
+        for pred in stream(paths):
             bar.update()
             if pred.probabilities is None:
                 failed.append({"image": pred.path or "", "error": pred.error or ""})
                 bar.write(f"Skipping {pred.path}: {pred.error}", file=sys.stderr)
                 continue
-            results.append(
-                {
-                    "image": pred.path,
-                    "probabilities": dict(zip(labels, map(float, pred.probabilities), strict=True)),
-                    "positive": model.positives(pred.probabilities[None])[0],
-                    "thresholds": dict(zip(labels, map(float, thresholds), strict=True)),
-                }
-            )
+            result: dict[str, Any] = {
+                "image": pred.path,
+                "probabilities": dict(zip(labels, map(float, pred.probabilities), strict=True)),
+                "positive": model.positives(pred.probabilities[None])[0],
+                "thresholds": dict(zip(labels, map(float, thresholds), strict=True)),
+            }
+            info = pred.details or {}
+            if "ood_score" in info:
+                result["ood_score"] = info["ood_score"]
+                result["in_distribution"] = info["in_distribution"]
+            if "uncertainty" in info:
+                result["uncertainty"] = dict(zip(labels, map(float, info["uncertainty"]), strict=True))
+            if statements:
+                result["guarantees"] = statements
+            results.append(result)
     finally:
         bar.close()
     if as_json:
@@ -547,7 +634,12 @@ def predict(
         if not _calibrated(model):
             click.echo("Note: this model has no calibrated thresholds; 0.5 is used.", err=True)
         for r in results:
-            click.echo(f"{r['image']}: positive: {', '.join(r['positive']) or 'none'}")
+            outside = (
+                "  [OUT OF DISTRIBUTION: do not trust these calls]"
+                if r.get("in_distribution") is False
+                else ""
+            )
+            click.echo(f"{r['image']}: positive: {', '.join(r['positive']) or 'none'}{outside}")
             for label, p in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]):
                 mark = "+" if label in r["positive"] else " "
                 click.echo(f"  {mark} {label:<20} {p:.3f}  (threshold {r['thresholds'][label]:.3f})")
@@ -626,7 +718,9 @@ def explain(
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Default: NAME.onnx")
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option(
-    "--overwrite", is_flag=True, help="Replace --out even when it is not a cxrzoo ONNX export (refused without this)."
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out even when it is not a cxrzoo ONNX export (refused without this).",
 )
 def export(name: str, fmt: str, out_path: str | None, opset: int, overwrite: bool) -> None:
     """Export NAME to ONNX and check that onnxruntime matches PyTorch.

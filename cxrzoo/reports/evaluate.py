@@ -109,12 +109,36 @@ def evaluate_model(
     if report_dir is not None:
         check_report(report_dir, overwrite=overwrite)
     table = _split_table(spec, split, echo)
-    probs, arrays = predict_table(model, table, device=device, echo=echo, progress=progress)
+    scores: list[float] = []
+    probs, arrays = predict_table(
+        model, table, device=device, echo=echo, progress=progress, ood_scores=scores
+    )
     rows = table.set_index("image").loc[arrays.names].reset_index()
+    extra: dict[str, Any] = {}
+    columns: dict[str, np.ndarray] = {}
+    gate = getattr(model, "ood_detector", None)
+    if gate is not None and scores:
+        values = np.asarray(scores)
+        inside = gate.inside(values)
+        columns = {"ood_score": values, "in_distribution": inside}
+        extra["ood"] = {
+            "threshold": gate.threshold,
+            "false_rejection_rate": gate.record.get("false_rejection_rate"),
+            "images": len(values),
+            "flagged": int((~inside).sum()),
+            "flagged_share": float((~inside).mean()),
+        }
+    from cxrzoo.calibrate import guarantee_report
+
+    promised = guarantee_report(model, arrays.labels, probs)
+    if promised is not None:
+        extra["guarantees"] = promised
     return score_predictions(
         arrays.labels,
         probs,
         rows,
+        extra=extra,
+        image_columns=columns,
         labels=model.labels,
         thresholds=model.thresholds.tolist(),
         calibrated=model.config.thresholds is not None,
@@ -147,6 +171,8 @@ def score_predictions(
     overwrite: bool = False,
     n_resamples: int = 1000,
     metrics: Sequence[str] | None = None,
+    extra: dict[str, Any] | None = None,
+    image_columns: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The evaluation of probabilities ``probs`` against ``y`` (NaN = unknown): metrics,
     bootstrap intervals, subgroups and, with ``report_dir``, the report files. The same for a
@@ -173,8 +199,19 @@ def score_predictions(
             "evaluated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
     )
+    result.update(extra or {})
     if report_dir is not None:
-        write_report(Path(report_dir), result, y, probs, labels, rare, rows, overwrite=overwrite)
+        write_report(
+            Path(report_dir),
+            result,
+            y,
+            probs,
+            labels,
+            rare,
+            rows,
+            overwrite=overwrite,
+            image_columns=image_columns,
+        )
     return result
 
 
@@ -333,8 +370,11 @@ def write_report(
     rows: pd.DataFrame,
     *,
     overwrite: bool = False,
+    image_columns: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """metrics.json, per_class.csv, confusion.csv, predictions.csv, figures and report.md.
+
+    ``image_columns`` adds per-image columns to predictions.csv (the gate's ``ood_score``).
 
     The files are written beside ``out`` and renamed into it together when all are done, so an
     interrupted evaluation leaves an earlier report as it was; other files in ``out`` are never
@@ -350,6 +390,8 @@ def write_report(
         frame[["finding", "threshold", "tp", "fp", "fn", "tn"]].to_csv(tmp / "confusion.csv", index=False)
         preds = pd.DataFrame(probs, columns=list(labels))
         preds.insert(0, "image", rows["image"].to_numpy())
+        for column, values in (image_columns or {}).items():
+            preds[column] = values
         preds.to_csv(tmp / "predictions.csv", index=False, float_format="%.6f")
         plots.roc_curves(y, probs, labels, metrics["per_class"], tmp / "roc_curves.png")
         plots.rare_vs_common(metrics["per_class"], rare, tmp / "rare_vs_common.png")
@@ -434,6 +476,28 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         for name, s in metrics["subgroups"].items():
             lines.append(f"| {name} | {s['images']} | {_fmt(s['macro_auroc'])} |")
         lines += ["", "![Subgroups](subgroups.png)", ""]
+    promised = metrics.get("guarantees")
+    if promised and promised.get("per_finding"):
+        lines += [
+            f"## Guarantees: {promised['statement']}",
+            "",
+            f"| Finding | Promised {promised['target']} | Achieved here | Cases | Met |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for name, g in promised["per_finding"].items():
+            met = "n/a" if g["met"] is None else ("yes" if g["met"] else "**no**")
+            lines.append(f"| {name} | {g['promised']:.2f} | {_fmt(g['achieved'])} | {g['cases']} | {met} |")
+        lines.append("")
+    gate = metrics.get("ood")
+    if gate:
+        lines += [
+            "## Out-of-distribution gate",
+            "",
+            f"{gate['flagged']} of {gate['images']} images ({gate['flagged_share']:.1%}) are outside the gate "
+            f"(threshold {gate['threshold']:.3f}, chosen to flag {gate['false_rejection_rate']:.0%} of "
+            f"in-distribution images); their scores are in `predictions.csv`.",
+            "",
+        ]
     lines += [
         "Files: `metrics.json` (everything above), `per_class.csv`, `confusion.csv`, `predictions.csv`.",
         "",

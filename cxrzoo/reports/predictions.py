@@ -1,8 +1,10 @@
 """Prediction tables written as they are predicted: CSV, JSON, JSON Lines or Parquet.
 
 One row per image: ``path``, the probability of every finding (column = label name, empty for
-an image that could not be read), ``positives`` (the findings called positive at the model's
-calibrated thresholds: ``|``-joined in CSV, a list elsewhere) and ``error`` (empty when fine).
+an image that could not be read), then, when asked for, ``uncertainty_<finding>`` (the spread
+of each probability) and ``ood_score`` / ``in_distribution`` (the model's out-of-distribution
+gate), then ``positives`` (the findings called positive at the model's calibrated thresholds:
+``|``-joined in CSV, a list elsewhere) and ``error`` (empty when fine).
 
 Rows are written batch by batch, so memory stays bounded whatever the number of images. A new
 table is written to a temporary file beside ``--out`` and renamed over it when complete, so an
@@ -126,8 +128,19 @@ def path_key(path: str | os.PathLike[str]) -> str:
     return os.path.normcase(os.path.abspath(os.fspath(path)))
 
 
-def columns_for(labels: Sequence[str]) -> list[str]:
-    return ["path", *labels, "positives", "error"]
+#: Columns of the out-of-distribution gate, when the model has one and it is not turned off.
+OOD_COLUMNS = ("ood_score", "in_distribution")
+UNCERTAINTY_PREFIX = "uncertainty_"
+
+
+def detail_columns(labels: Sequence[str], *, ood: bool = False, uncertainty: bool = False) -> list[str]:
+    """The columns between the probabilities and ``positives``: ``uncertainty_<finding>`` per
+    finding with ``uncertainty``, then ``ood_score`` and ``in_distribution`` with ``ood``."""
+    return [*(f"{UNCERTAINTY_PREFIX}{label}" for label in labels if uncertainty), *(OOD_COLUMNS if ood else ())]
+
+
+def columns_for(labels: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    return ["path", *labels, *extra, "positives", "error"]
 
 
 def make_row(
@@ -136,11 +149,27 @@ def make_row(
     probabilities: np.ndarray | None,
     positives: Sequence[str],
     error: str | None,
+    *,
+    details: dict[str, Any] | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One table row (probabilities ``None`` for an image with an error)."""
+    """One table row (probabilities ``None`` for an image with an error); ``extra`` names the
+    :func:`detail_columns` filled from ``details`` (empty where an image has none)."""
     row: dict[str, Any] = {"path": path}
     for i, label in enumerate(labels):
         row[label] = None if probabilities is None else float(probabilities[i])
+    details = details or {}
+    spread = details.get("uncertainty")
+    for column in extra:
+        if column.startswith(UNCERTAINTY_PREFIX):
+            k = list(labels).index(column[len(UNCERTAINTY_PREFIX) :])
+            row[column] = None if spread is None else float(spread[k])
+        elif column == "in_distribution":
+            value = details.get(column)
+            row[column] = None if value is None else bool(value)
+        else:
+            value = details.get(column)
+            row[column] = None if value is None else float(value)
     row["positives"] = list(positives)
     row["error"] = error or ""
     return row
@@ -161,11 +190,13 @@ class PredictionWriter:
         *,
         resume: bool = False,
         overwrite: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.path = check_output(path, resume=resume, overwrite=overwrite)
         self.format = output_format(self.path)
         self.labels = list(labels)
-        self.columns = columns_for(self.labels)
+        self.extra = list(extra)
+        self.columns = columns_for(self.labels, self.extra)
         # An empty file holds nothing to keep or continue: it is started again.
         self.existed = self.path.exists() and self.path.stat().st_size > 0
         self.resume = resume and self.existed
@@ -292,6 +323,7 @@ class PredictionWriter:
 
         fields = [pa.field("path", pa.string())]
         fields += [pa.field(label, pa.float64()) for label in self.labels]
+        fields += [pa.field(c, pa.bool_() if c == "in_distribution" else pa.float64()) for c in self.extra]
         fields += [pa.field("positives", pa.list_(pa.string())), pa.field("error", pa.string())]
         return pa.schema(fields)
 
@@ -370,6 +402,7 @@ __all__ = [
     "PredictionWriter",
     "check_output",
     "columns_for",
+    "detail_columns",
     "is_prediction_table",
     "make_row",
     "output_format",

@@ -274,7 +274,8 @@ def finish_model(
     extra_files: dict[str, bytes] | None = None,
     echo: Echo = print,
 ) -> ZooModel:
-    """The one finishing step of every run: calibrate on validation, record provenance, save."""
+    """The one finishing step of every run: calibrate on validation, fit the out-of-distribution
+    gate (training images, thresholded on validation), record provenance, save."""
     from cxrzoo import store
 
     metrics = calibrate_and_score(
@@ -286,6 +287,17 @@ def finish_model(
         dataset=spec.data.name,
         train_prevalence=train_prevalence,
     )
+    if spec.recipe.ood_rate > 0:
+        from cxrzoo.calibrate import fit_training_gate
+
+        fit_training_gate(
+            model,
+            splits,
+            rate=spec.recipe.ood_rate,
+            device=spec.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            data=spec.data.to_dict(),
+            echo=echo,
+        )
     counts = splits.summary.get("splits", {})
     model.metadata.update(
         {
