@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     "predict": "cxrzoo.reports.cli:predict",
     "explain": "cxrzoo.reports.cli:explain",
     "export": "cxrzoo.reports.cli:export",
+    "calibrate": "cxrzoo.calibrate_cli:calibrate",
     "import": "cxrzoo.import_cli:import_cmd",
     "serve": "cxrzoo.serve.cli:serve",
 }
