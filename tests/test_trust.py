@@ -1,0 +1,326 @@
+"""When a model should not be trusted: the out-of-distribution gate, guaranteed thresholds,
+per-image uncertainty and recalibration on a new site."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy.stats import binom, norm
+from sklearn.metrics import roc_auc_score
+
+from cxrzoo import store
+from cxrzoo.cli import main
+from cxrzoo.conformal import Target, guaranteed_threshold
+from cxrzoo.data.io import read_image
+from cxrzoo.data.synthetic import generate
+from cxrzoo.ood import fit_detector, image_features
+from cxrzoo.testing import tiny_model
+
+pytestmark = pytest.mark.xdist_group("trust")
+
+
+def run(*args: object, code: int = 0):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def model_at(size: int, name: str = "chest_xray_attention"):
+    tiny = tiny_model(name, seed=0)
+    model = type(tiny)(tiny.config.replace(image_size=size))
+    model.architecture = name
+    model.load_state_dict(type(tiny)(tiny.config.replace(image_size=size)).state_dict())
+    return model
+
+
+# -- inputs that are not frontal chest radiographs ---------------------------------------------
+def _ct_slice(rng: np.random.Generator, size: int) -> np.ndarray:
+    """An axial CT-like slice: an elliptic body, two dark lungs, a bright spine, noise."""
+    img = np.zeros((size, size), np.uint8)
+    c, s = size // 2, size / 64
+    cv2.ellipse(img, (c, c), (int(26 * s), int(20 * s)), 0, 0, 360, int(rng.integers(90, 130)), -1)
+    for dx in (-12, 12):
+        cv2.ellipse(img, (c + int(dx * s), c - int(2 * s)), (int(7 * s), int(9 * s)), 0, 0, 360, 30, -1)
+    cv2.circle(img, (c, c + int(13 * s)), int(4 * s), 250, -1)
+    noisy = img.astype(np.int16) + rng.integers(0, 20, img.shape)
+    return cv2.GaussianBlur(np.clip(noisy, 0, 255).astype(np.uint8), (3, 3), 0)
+
+
+def odd_inputs(radiographs: list[np.ndarray], size: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    some = radiographs[:30]
+    return {
+        "inverted": [255 - r for r in some],
+        "rotated": [np.ascontiguousarray(np.rot90(r)) for r in some],
+        "upside_down": [np.ascontiguousarray(r[::-1]) for r in some],
+        "blank": [np.full((size, size), v, np.uint8) for v in rng.integers(0, 256, 15)],
+        "noise": [rng.integers(0, 256, (size, size)).astype(np.uint8) for _ in range(15)],
+        "photo_like": [
+            cv2.resize(
+                rng.integers(0, 256, (6, 6)).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
+            )
+            for _ in range(15)
+        ],
+        "ct_slice": [_ct_slice(rng, size) for _ in range(15)],
+    }
+
+
+def _separation(
+    model, detector, inside: list[np.ndarray], odd: dict[str, list[np.ndarray]]
+) -> dict[str, float]:
+    scores_in = detector.score(*image_features(model, inside))
+    out = {}
+    for kind, images in odd.items():
+        s = detector.score(*image_features(model, images))
+        out[kind] = roc_auc_score(np.r_[np.zeros(len(scores_in)), np.ones(len(s))], np.r_[scores_in, s])
+    out["flagged_inside"] = float(np.mean(scores_in > detector.threshold))
+    return out
+
+
+def _flag_bound(n: int, rate: float) -> float:
+    """The share of n in-distribution images the gate may flag, allowing for chance (99%)."""
+    return binom.ppf(0.99, n, rate) / n
+
+
+def test_the_gate_separates_phantoms_from_inputs_that_are_not_chest_radiographs():
+    images, _ = generate(400, size=32, seed=0)
+    model = model_at(32)
+    detector = fit_detector(model, list(images[:250]), list(images[250:330]), rate=0.05)
+    inside = list(images[330:])
+    result = _separation(model, detector, inside, odd_inputs(inside, 32))
+    for kind, auroc in result.items():
+        if kind != "flagged_inside":
+            assert auroc >= 0.95, (kind, result)
+    assert result["flagged_inside"] <= _flag_bound(len(inside), 0.05), result
+
+
+@pytest.mark.realdata
+def test_the_gate_fitted_on_real_nih_images_flags_what_is_not_a_frontal_radiograph(nih_sample):
+    def read(name: str) -> list[Path]:
+        return [nih_sample / "images_001" / "images" / n for n in (nih_sample / name).read_text().split()]
+
+    train_val, test = read("train_val_list.txt"), read("test_list.txt")
+    model = model_at(64)
+    rate = 0.05
+    detector = fit_detector(model, train_val[:450], train_val[450:], rate=rate)
+    inside = [read_image(p) for p in test]
+    result = _separation(model, detector, inside, odd_inputs(inside, 64))
+    for kind, auroc in result.items():
+        if kind != "flagged_inside":
+            assert auroc >= 0.95, (kind, result)
+    assert result["flagged_inside"] <= _flag_bound(len(inside), rate), result
+
+
+# -- the gate on the command line --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A small labelled site in NIH's layout, and a model in a private store."""
+    from cxrzoo.data.synthetic import write_kaggle_layout
+
+    root = tmp_path_factory.mktemp("trust")
+    data = write_kaggle_layout(root / "site-a", 240, size=32, seed=3, images_per_patient=1)
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXRZOO_HOME", str(home))
+        model = model_at(32)
+        model.set_thresholds([0.5] * len(model.labels))
+        store.save(model, "m")
+        yield {"data": data, "home": home, "root": root}
+
+
+def test_calibrate_ood_writes_a_new_sealed_entry_and_predict_flags_or_rejects(site, tmp_path):
+    result = run("calibrate", "m", "--data", site["data"], "--ood", "--rate", "0.1")
+    assert "store name 'm-site-a'" in result.output
+    folder = store.model_path("m-site-a")
+    doc = json.loads((folder / store.CONFIG_NAME).read_text())
+    assert doc["ood"]["false_rejection_rate"] == 0.1 and (folder / doc["ood"]["file"]).is_file()
+    assert "ood" not in json.loads((store.model_path("m") / store.CONFIG_NAME).read_text())  # NAME untouched
+    images = tmp_path / "images"
+    images.mkdir()
+    phantom = read_image(next((site["data"] / "images_001" / "images").iterdir()))
+    cv2.imwrite(str(images / "ok.png"), phantom)
+    cv2.imwrite(str(images / "inverted.png"), 255 - phantom)
+    cv2.imwrite(str(images / "blank.png"), np.full_like(phantom, 90))
+
+    out = tmp_path / "flag.csv"
+    run("predict", "m-site-a", images, "--out", out)  # default: flag
+    table = pd.read_csv(out, keep_default_na=False).set_index("path")
+    assert list(table.columns[-4:]) == ["ood_score", "in_distribution", "positives", "error"]
+    assert not table.loc[str(images / "blank.png"), "in_distribution"]
+    assert not table.loc[str(images / "inverted.png"), "in_distribution"]
+    assert (
+        table.loc[str(images / "ok.png"), "ood_score"] < table.loc[str(images / "inverted.png"), "ood_score"]
+    )
+
+    rejected = run("predict", "m-site-a", images, "--ood", "reject", "--json", code=1)
+    shown = json.loads(rejected.stdout)
+    assert {Path(r["image"]).name for r in shown["failed"]} >= {"blank.png", "inverted.png"}
+    assert all("out of distribution" in r["error"] for r in shown["failed"])
+
+    off = tmp_path / "off.csv"
+    run("predict", "m-site-a", images, "--out", off, "--ood", "off")
+    assert "ood_score" not in pd.read_csv(off).columns
+    # A model without a gate predicts as before: no new columns, and reject is refused.
+    plain = tmp_path / "plain.csv"
+    run("predict", "m", images, "--out", plain)
+    assert "ood_score" not in pd.read_csv(plain).columns
+    assert "no out-of-distribution gate" in run("predict", "m", images, "--ood", "reject", code=2).stderr
+
+
+def test_a_changed_gate_file_is_refused(site):
+    run("calibrate", "m", "--data", site["data"], "--ood", "--name", "m-tampered")
+    folder = store.model_path("m-tampered")
+    gate = folder / "ood.safetensors"
+    data = bytearray(gate.read_bytes())
+    data[-1] ^= 1
+    gate.write_bytes(bytes(data))
+    result = run("predict", "m-tampered", site["data"], code=3)
+    assert "ood.safetensors" in result.stderr and "sha256" in result.stderr
+
+
+def test_uncertainty_is_the_spread_over_ensemble_members_and_mirror_images(site, tmp_path):
+    from cxrzoo.inference import predict_stream
+
+    model = store.load_folder(store.model_path("m"))
+    image = read_image(next((site["data"] / "images_001" / "images").iterdir()))
+    (pred,) = predict_stream(model, [image], uncertainty=True)
+    mirrored = model.predict_proba([np.ascontiguousarray(image[:, ::-1])])[0]
+    np.testing.assert_allclose(
+        pred.details["uncertainty"], np.abs(pred.probabilities - mirrored) / 2, atol=1e-5
+    )
+    ensemble = tiny_model("ensemble", seed=1)
+    (pred,) = predict_stream(ensemble, [image], uncertainty=True)
+    members = np.stack([m.predict_proba([image])[0] for m in ensemble.member_models()])
+    np.testing.assert_allclose(pred.details["uncertainty"], members.std(0), atol=1e-5)
+    out = tmp_path / "u.csv"
+    run("predict", "m", site["data"] / "images_001" / "images", "--out", out, "--uncertainty")
+    assert {f"uncertainty_{label}" for label in model.labels} <= set(pd.read_csv(out).columns)
+
+
+# -- guaranteed thresholds ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sensitivity", "specificity"])
+def test_the_guarantee_holds_at_the_promised_confidence(kind):
+    """Scores whose population sensitivity and specificity at any threshold are known exactly:
+    over many calibration sets the guarantee may fail in at most the promised share of them."""
+    target = Target(kind, 0.9, 0.9)
+    rng = np.random.default_rng(0)
+    trials, failures = 400, 0
+    for _ in range(trials):
+        y = (rng.random(300) < 0.3).astype(float)
+        scores = norm.cdf(rng.normal(2 * y, 1))  # positives N(2, 1), negatives N(0, 1), as probabilities
+        g = guaranteed_threshold(scores, y, target)
+        assert g.guaranteed
+        z = norm.ppf(g.threshold)
+        truth = 1 - norm.cdf(z - 2) if kind == "sensitivity" else norm.cdf(z)
+        failures += truth < target.level
+    # The failures are at most Binomial(trials, 1 - confidence); allow for chance at 0.1%.
+    assert failures <= binom.ppf(0.999, trials, 1 - target.confidence), failures
+    assert failures >= 1  # and the guarantee is tight, not a threshold of 0 for everything
+
+
+def test_the_guarantee_holds_on_phantoms_over_random_calibration_sets():
+    images, labels = generate(3000, size=32, seed=5)
+    model = model_at(32)
+    probs = model.predict_proba(list(images))
+    target = Target("sensitivity", 0.8, 0.9)
+    rng = np.random.default_rng(1)
+    checked = failures = 0
+    for _ in range(100):
+        pick = rng.permutation(len(images))
+        cal, test = pick[:400], pick[400:]
+        for j in range(labels.shape[1]):
+            g = guaranteed_threshold(probs[cal, j], labels[cal, j].astype(float), target)
+            if not g.guaranteed:
+                assert g.cases < target.needed
+                continue
+            positives = labels[test, j] == 1
+            checked += 1
+            failures += np.mean(probs[test, j][positives] >= g.threshold) < target.level
+    assert checked >= 500
+    assert failures <= binom.ppf(0.999, checked, 1 - target.confidence) + 0.05 * checked, (failures, checked)
+
+
+def test_too_few_positives_are_refused_by_name_with_the_count_needed(site):
+    result = run(
+        "calibrate", "m", "--data", site["data"], "--target", "sensitivity=0.95", "--name", "m-strict"
+    )
+    doc = json.loads((store.model_path("m-strict") / store.CONFIG_NAME).read_text())
+    per = doc["guarantees"]["per_finding"]
+    refused = [k for k, g in per.items() if not g["guaranteed"]]
+    assert refused and all("needs at least 45" in per[k]["reason"] for k in refused)
+    assert f"{refused[0]:<20} not guaranteed" in result.output
+    card = (store.model_path("m-strict") / "README.md").read_text()
+    assert "sensitivity ≥ 0.95" in card and "none:" in card
+
+
+def test_site_recalibration_states_and_checks_its_promise(site, tmp_path):
+    from cxrzoo.data.synthetic import write_kaggle_layout
+
+    other = write_kaggle_layout(
+        tmp_path / "site-b", 300, size=32, seed=11, images_per_patient=1, test_fraction=0.6
+    )
+    args = ("calibrate", "m", "--data", site["data"], "--target", "sensitivity=0.8", "--name", "m-sens")
+    run(*args)
+    assert "--force" in run(*args, code=3).stderr  # an existing entry is not replaced without --force
+    recal = store.model_path("m-sens")
+    doc = json.loads((recal / store.CONFIG_NAME).read_text())
+    g = doc["guarantees"]
+    assert g["target"] == "sensitivity" and g["level"] == 0.8 and g["images"] == 240
+    shown = json.loads(run("predict", "m-sens", site["data"] / "images_001" / "images", "--json").stdout)
+    statements = shown["results"][0]["guarantees"]
+    assert any("sensitivity ≥ 0.8 with 90% confidence" in s for s in statements.values())
+    report = tmp_path / "report"
+    result = run(
+        "evaluate", "m-site-a", "--data", other, "--bootstrap", "0", "--report", report, "--no-progress"
+    )
+    assert "guarantee (sensitivity ≥ 0.8 with 90% confidence)" in result.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    preds = pd.read_csv(report / "predictions.csv")
+    truth = pd.read_csv(other / "Data_Entry_2017.csv").set_index("Image Index").loc[preds["image"]]
+    for label, row in metrics["guarantees"]["per_finding"].items():
+        positives = truth["Finding Labels"].str.contains(label).to_numpy()
+        if positives.any():
+            achieved = float(np.mean(preds[label].to_numpy()[positives] >= row["threshold"] - 1e-6))
+            assert row["achieved"] == pytest.approx(achieved, abs=1e-6)
+            assert row["met"] == (achieved >= 0.8)
+    assert "## Guarantees" in (report / "report.md").read_text()
+
+
+def test_train_fits_the_gate_and_evaluate_reports_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
+    tiny = [
+        "--synthetic-n",
+        "120",
+        "--recipe",
+        "quick",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--no-progress",
+    ]
+    run("train", "chest_xray_attention", *tiny, "--set", "backbone=test_resnet", "--set", "reduction=4")
+    doc = json.loads((store.model_path("chest_xray_attention") / store.CONFIG_NAME).read_text())
+    assert doc["ood"]["false_rejection_rate"] == 0.05 and doc["ood"]["fit_images"] > 0
+    result = run("evaluate", "chest_xray_attention", "--bootstrap", "0", "--no-progress")
+    assert "out of distribution:" in result.output
+    run(
+        "train",
+        "chest_xray_attention",
+        *tiny,
+        "--set",
+        "backbone=test_resnet",
+        "--set",
+        "ood_rate=0",
+        "--name",
+        "no-gate",
+    )
+    assert "ood" not in json.loads((store.model_path("no-gate") / store.CONFIG_NAME).read_text())
+    shutil.rmtree(tmp_path / "home", ignore_errors=True)
