@@ -278,7 +278,7 @@ def test_site_recalibration_states_and_checks_its_promise(site, tmp_path):
     assert any("sensitivity ≥ 0.8 with 90% confidence" in s for s in statements.values())
     report = tmp_path / "report"
     result = run(
-        "evaluate", "m-site-a", "--data", other, "--bootstrap", "0", "--report", report, "--no-progress"
+        "evaluate", "m-sens", "--data", other, "--bootstrap", "0", "--report", report, "--no-progress"
     )
     assert "guarantee (sensitivity ≥ 0.8 with 90% confidence)" in result.output
     metrics = json.loads((report / "metrics.json").read_text())
