@@ -117,3 +117,17 @@ def test_weight_source_field_is_cleared_on_load(tmp_path, tv_resnet18, monkeypat
     ckpt.unlink()  # the stored weights are enough: the source is never read again
     again = cxrzoo.load("seam")
     assert torch.equal(again.encoder.conv1.weight, model.encoder.conv1.weight)
+
+
+def test_torchvision_densenet_file_with_its_old_key_names(tmp_path):
+    import re
+
+    from cxrzoo.weights import resolve_source
+
+    state = torchvision.models.densenet121(weights=None).state_dict()
+    old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)", r"\1.\2", k): v for k, v in state.items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    torch.save(old, tmp_path / "densenet121-a639ec97.pth")
+    loaded = resolve_source("torchvision:densenet121", file=str(tmp_path / "densenet121-a639ec97.pth"))
+    assert set(loaded.state) == set(state)
+    assert loaded.provenance["address"].startswith("https://download.pytorch.org/models/densenet121")
