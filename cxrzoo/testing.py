@@ -229,3 +229,42 @@ def pytest_generate_tests(metafunc: Any) -> None:
         import cxrzoo
 
         metafunc.parametrize("zoo_model_name", cxrzoo.list_models())
+
+
+# -- inputs that are not chest radiographs --------------------------------------------------
+def _ct_slice(rng: np.random.Generator, size: int) -> np.ndarray:
+    """An axial CT-like slice: an elliptic body, two dark lungs, a bright spine, noise."""
+    import cv2
+
+    img = np.zeros((size, size), np.uint8)
+    c, s = size // 2, size / 64
+    cv2.ellipse(img, (c, c), (int(26 * s), int(20 * s)), 0, 0, 360, int(rng.integers(90, 130)), -1)
+    for dx in (-12, 12):
+        cv2.ellipse(img, (c + int(dx * s), c - int(2 * s)), (int(7 * s), int(9 * s)), 0, 0, 360, 30, -1)
+    cv2.circle(img, (c, c + int(13 * s)), int(4 * s), 250, -1)
+    noisy = img.astype(np.int16) + rng.integers(0, 20, img.shape)
+    return cv2.GaussianBlur(np.clip(noisy, 0, 255).astype(np.uint8), (3, 3), 0)
+
+
+def odd_inputs(radiographs: list[np.ndarray], size: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Inputs an out-of-distribution gate must flag, by kind: radiographs inverted, rotated and
+    upside down (from ``radiographs``, grey ``uint8``), blank frames, noise, photo-like smooth
+    images and CT-like axial slices, all ``size`` x ``size``."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    some = radiographs[:30]
+    return {
+        "inverted": [255 - r for r in some],
+        "rotated": [np.ascontiguousarray(np.rot90(r)) for r in some],
+        "upside_down": [np.ascontiguousarray(r[::-1]) for r in some],
+        "blank": [np.full((size, size), v, np.uint8) for v in rng.integers(0, 256, 15)],
+        "noise": [rng.integers(0, 256, (size, size)).astype(np.uint8) for _ in range(15)],
+        "photo_like": [
+            cv2.resize(
+                rng.integers(0, 256, (6, 6)).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
+            )
+            for _ in range(15)
+        ],
+        "ct_slice": [_ct_slice(rng, size) for _ in range(15)],
+    }

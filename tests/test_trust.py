@@ -21,7 +21,7 @@ from cxrzoo.conformal import Target, guaranteed_threshold
 from cxrzoo.data.io import read_image
 from cxrzoo.data.synthetic import generate
 from cxrzoo.ood import fit_detector, image_features
-from cxrzoo.testing import tiny_model
+from cxrzoo.testing import odd_inputs, tiny_model
 
 pytestmark = pytest.mark.xdist_group("trust")
 
@@ -38,38 +38,6 @@ def model_at(size: int, name: str = "chest_xray_attention"):
     model.architecture = name
     model.load_state_dict(type(tiny)(tiny.config.replace(image_size=size)).state_dict())
     return model
-
-
-# -- inputs that are not frontal chest radiographs ---------------------------------------------
-def _ct_slice(rng: np.random.Generator, size: int) -> np.ndarray:
-    """An axial CT-like slice: an elliptic body, two dark lungs, a bright spine, noise."""
-    img = np.zeros((size, size), np.uint8)
-    c, s = size // 2, size / 64
-    cv2.ellipse(img, (c, c), (int(26 * s), int(20 * s)), 0, 0, 360, int(rng.integers(90, 130)), -1)
-    for dx in (-12, 12):
-        cv2.ellipse(img, (c + int(dx * s), c - int(2 * s)), (int(7 * s), int(9 * s)), 0, 0, 360, 30, -1)
-    cv2.circle(img, (c, c + int(13 * s)), int(4 * s), 250, -1)
-    noisy = img.astype(np.int16) + rng.integers(0, 20, img.shape)
-    return cv2.GaussianBlur(np.clip(noisy, 0, 255).astype(np.uint8), (3, 3), 0)
-
-
-def odd_inputs(radiographs: list[np.ndarray], size: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    some = radiographs[:30]
-    return {
-        "inverted": [255 - r for r in some],
-        "rotated": [np.ascontiguousarray(np.rot90(r)) for r in some],
-        "upside_down": [np.ascontiguousarray(r[::-1]) for r in some],
-        "blank": [np.full((size, size), v, np.uint8) for v in rng.integers(0, 256, 15)],
-        "noise": [rng.integers(0, 256, (size, size)).astype(np.uint8) for _ in range(15)],
-        "photo_like": [
-            cv2.resize(
-                rng.integers(0, 256, (6, 6)).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
-            )
-            for _ in range(15)
-        ],
-        "ct_slice": [_ct_slice(rng, size) for _ in range(15)],
-    }
 
 
 def _separation(
