@@ -42,6 +42,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "nih-sample-512"
 CASES = [
+    ("densenet121-res224-all", "legacy"),
     ("densenet121-res224-all", "module"),
     ("densenet121-res224-all", "state"),
     ("densenet121-res224-nih", "module"),
@@ -79,7 +80,7 @@ def reference(xrv, name: str, fmt: str, folder: Path):
         net = xrv.models.DenseNet(weights=None)
         randomise(net)
         module, state = folder / f"{name}.pt", folder / f"{name}-state.pt"
-        torch.save(net, module)
+        torch.save(net, module, _use_new_zipfile_serialization=fmt != "legacy")  # torch < 1.6 format
         torch.save(net.state_dict(), state)
         xrv.models.get_weights = lambda *a, **k: str(module)
         ref = xrv.models.DenseNet(weights=name)
@@ -94,7 +95,7 @@ def reference(xrv, name: str, fmt: str, folder: Path):
         xrv.models.get_weights = lambda *a, **k: str(state)
         ref = xrv.models.ResNet(weights=name)
         torch.save(ref, module)
-    return ref.eval(), module if fmt == "module" else state
+    return ref.eval(), state if fmt == "state" else module
 
 
 def xrv_inputs(xrv, paths: list[Path], size: int) -> torch.Tensor:
@@ -144,7 +145,9 @@ def parity(data: Path, n_images: int, env: dict[str, str], folder: Path) -> list
         calls = ours >= model.thresholds
         row = {
             "weights": name,
-            "format": "whole pickled module" if fmt == "module" else "state dict",
+            "format": {"module": "whole pickled module", "legacy": "whole module, torch < 1.6 format"}.get(
+                fmt, "state dict"
+            ),
             "outputs_kept": len(named),
             "images": len(paths),
             "max_abs_diff_same_input": float(np.abs(ours - theirs).max()),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import pickle
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -166,19 +167,83 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as exc:
             raise DataError(f"{path}: not a readable safetensors file ({exc})") from None
-    import pickle
-
     try:
         with torch.serialization.safe_globals(_allow_list()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise _refusal(path, exc) from None
+        if "Only persistent_load of storage is allowed" not in str(exc):
+            raise _refusal(path, exc) from None
+        # A whole module saved by torch < 1.6 (the legacy format: torchxrayvision's DenseNet
+        # files) names each module class in a persistent id, which weights_only refuses
+        # whatever the allow-list. The same allow-list, enforced by a restricted unpickler.
+        obj = _legacy_load(path)
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "GLOBAL" in str(exc) or "reduce" in str(exc):
             raise _refusal(path, exc) from None
         raise DataError(f"{path}: not a readable PyTorch checkpoint ({first[:200]})") from None
     return state_dict_of(obj, where=str(path))
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only the allow-listed globals (the classic way to
+    restrict unpickling, as the pickle documentation shows), for legacy-format checkpoints."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        import _compat_pickle
+
+        # Protocol 2 files written by Python 3 name builtins the Python 2 way ("__builtin__").
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        allowed = _legacy_allowed()
+        full = f"{module}.{name}"
+        if full in allowed:
+            return allowed[full]
+        raise pickle.UnpicklingError(
+            f"Unsupported global: GLOBAL {full} was not an allowed global by default."
+        )
+
+
+class _RestrictedPickle:
+    """The pickle module torch.load uses for a legacy checkpoint: only its Unpickler differs."""
+
+    Unpickler = _RestrictedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(f: Any, **kwargs: Any) -> Any:
+        return _RestrictedUnpickler(f, **kwargs).load()
+
+
+def _legacy_allowed() -> dict[str, Any]:
+    allowed: dict[str, Any] = {}
+    for item in _allow_list():
+        obj, name = item if isinstance(item, tuple) else (item, f"{item.__module__}.{item.__qualname__}")
+        allowed[name] = obj
+    allowed["builtins.set"] = set
+    allowed["collections.OrderedDict"] = collections.OrderedDict
+    for fn in (
+        torch._utils._rebuild_tensor,
+        torch._utils._rebuild_tensor_v2,
+        torch._utils._rebuild_parameter,
+        torch._utils._rebuild_parameter_with_state,
+    ):
+        allowed[f"torch._utils.{fn.__name__}"] = fn
+    allowed["torch.Size"] = torch.Size
+    return allowed
+
+
+def _legacy_load(path: Path) -> Any:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # torch compares each pickled class's saved source with the stand-in's: noise here.
+            warnings.simplefilter("ignore", torch.serialization.SourceChangeWarning)
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
 
 
 _NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "net")

@@ -55,6 +55,20 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_legacy_format_whole_module_loads_and_its_payloads_are_refused(tmp_path, tv_resnet18):
+    # torch < 1.6 files name each module class in a persistent id, which weights_only cannot
+    # read: a restricted unpickler applies the same allow-list.
+    torch.save(tv_resnet18, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    got = read_checkpoint(tmp_path / "legacy.pth")
+    assert torch.equal(got["layer1.0.conv1.weight"], tv_resnet18.layer1[0].conv1.weight)
+    marker = tmp_path / "ran"
+    evil = {"model": tv_resnet18, "x": _Payload(str(marker))}
+    torch.save(evil, tmp_path / "evil-legacy.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointRefused, match="posix.system"):
+        read_checkpoint(tmp_path / "evil-legacy.pth")
+    assert not marker.exists()
+
+
 def test_torchvision_layout_into_timm_encoder_folds_the_stem(tv_resnet18):
     model = _resnet18_target()
     report = init_from(model, tv_resnet18.state_dict(), source_name="torchvision:resnet18")

@@ -75,7 +75,8 @@ def _reference(weights: published.PublishedWeights, tmp_path: Path, fmt: str, mo
         net = xrv.models.DenseNet(weights=None)
         _randomise_norms(net, 1)
         module_file, state_file = tmp_path / "densenet.pt", tmp_path / "densenet-state.pt"
-        torch.save(net, module_file)
+        # The published DenseNet files predate torch 1.6: whole modules in the legacy format.
+        torch.save(net, module_file, _use_new_zipfile_serialization=fmt != "legacy")
         torch.save(net.state_dict(), state_file)
         monkeypatch.setattr(xrv.models, "get_weights", lambda *a, **k: str(module_file))
         ref = xrv.models.DenseNet(weights=weights.name)
@@ -91,7 +92,7 @@ def _reference(weights: published.PublishedWeights, tmp_path: Path, fmt: str, mo
         ref = xrv.models.ResNet(weights=weights.name)
         module_file = tmp_path / "resnet.pt"
         torch.save(ref, module_file)  # and a whole pickled torchxrayvision ResNet
-    return ref.eval(), module_file if fmt == "module" else state_file
+    return ref.eval(), state_file if fmt == "state" else module_file
 
 
 def _xrv_inputs(paths: list[Path], size: int) -> torch.Tensor:
@@ -112,6 +113,7 @@ def _xrv_inputs(paths: list[Path], size: int) -> torch.Tensor:
 
 
 CASES = [
+    ("densenet121-res224-all", "legacy"),
     ("densenet121-res224-nih", "module"),
     ("densenet121-res224-nih", "state"),
     ("densenet121-res224-chex", "module"),
