@@ -191,6 +191,35 @@ class ZooModel(nn.Module):
         probs = self.predict_proba(images, **kwargs)
         return [dict(zip(self.labels, map(float, row), strict=True)) for row in probs]
 
+    def assess(
+        self, images: ImageLike | Iterable[ImageLike], *, uncertainty: bool = True, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Per image, everything a reader of the calls needs: ``probabilities`` and ``positive``
+        (at the calibrated thresholds), ``uncertainty`` per finding (see
+        :meth:`cxrzoo.inference.TorchRunner.run`) and, when the model has an out-of-distribution
+        gate, ``ood_score`` and ``in_distribution``. ``images``: paths or grey arrays (one, or
+        many); unreadable images raise their error."""
+        from cxrzoo.inference import predict_stream
+
+        if isinstance(images, str | os.PathLike) or (isinstance(images, np.ndarray) and images.ndim == 2):
+            images = [images]
+        out = []
+        for pred in predict_stream(
+            self, images, ood=True, uncertainty=uncertainty, raise_errors=True, **kwargs
+        ):
+            assert pred.probabilities is not None
+            info = pred.details or {}
+            entry: dict[str, Any] = {
+                "probabilities": dict(zip(self.labels, map(float, pred.probabilities), strict=True)),
+                "positive": self.positives(pred.probabilities[None])[0],
+            }
+            if "uncertainty" in info:
+                entry["uncertainty"] = dict(zip(self.labels, map(float, info["uncertainty"]), strict=True))
+            if "ood_score" in info:
+                entry["ood_score"], entry["in_distribution"] = info["ood_score"], info["in_distribution"]
+            out.append(entry)
+        return out
+
     def positives(self, probs: np.ndarray) -> list[list[str]]:
         """Findings called positive at the calibrated thresholds, per row of ``probs``."""
         calls = np.asarray(probs) >= self.thresholds

@@ -146,6 +146,18 @@ def test_calibrate_ood_writes_a_new_sealed_entry_and_predict_flags_or_rejects(si
     assert "no out-of-distribution gate" in run("predict", "m", images, "--ood", "reject", code=2).stderr
 
 
+def test_assess_gives_the_gate_and_the_uncertainty_in_python(site):
+    run("calibrate", "m", "--data", site["data"], "--ood", "--name", "m-assess")
+    model = cxrzoo.load("m-assess")
+    phantom = read_image(next((site["data"] / "images_001" / "images").iterdir()))
+    good, blank = model.assess([phantom, np.full_like(phantom, 90)])
+    assert set(good) == {"probabilities", "positive", "uncertainty", "ood_score", "in_distribution"}
+    assert good["probabilities"] == pytest.approx(model.predict([phantom])[0], abs=1e-5)
+    assert blank["in_distribution"] is False and blank["ood_score"] > good["ood_score"]
+    (alone,) = cxrzoo.load("m").assess(phantom)
+    assert "ood_score" not in alone  # no gate: nothing invented
+
+
 def test_a_changed_gate_file_is_refused(site):
     run("calibrate", "m", "--data", site["data"], "--ood", "--name", "m-tampered")
     folder = store.model_path("m-tampered")
