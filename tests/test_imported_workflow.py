@@ -117,9 +117,52 @@ def test_push_and_pull_through_a_loopback_hub(imported, monkeypatch, tmp_path):
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         hub.push(NAME, "lab/xrv-chex")
         folder = hub.pull("lab/xrv-chex", name="pulled")
+        from cxrzoo.weights import apply_init
+
+        report = apply_init(cxrzoo.create_model("xrv_densenet"), "hf-hub:lab/xrv-chex")  # --init hf-hub:
+        assert report.counts()["new"] == 0
     original, pulled = cxrzoo.load(NAME), cxrzoo.load(str(folder))
     x = torch.randn(1, 1, 224, 224) * 500
     assert torch.equal(original.probabilities(x), pulled.probabilities(x))
     assert pulled.config.thresholds == original.config.thresholds
     doc = json.loads((folder / "config.json").read_text())
     assert doc["origin"]["source"] == "xrv:densenet121-res224-chex"
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "prefix"),
+    [
+        ("chest_xray_attention", {"backbone": "densenet121"}, "encoder."),
+        ("advanced_resnet", {"backbone": "densenet121", "out_indices": (2, 3, 4)}, "backbone."),
+        ("rare_disease", {"backbone": "densenet121"}, "backbone."),
+        ("xrv_densenet", {"labels": ("Effusion", "Fracture", "Pneumothorax")}, "features."),
+    ],
+)
+def test_report_models_start_from_the_imported_network(imported, monkeypatch, model, options, prefix):
+    from cxrzoo.weights import apply_init
+
+    monkeypatch.setenv("CXRZOO_HOME", str(imported / "home"))
+    target = cxrzoo.create_model(model, image_size=64, **options)
+    report = apply_init(target, NAME)
+    backbone = [k for k in target.state_dict() if k.startswith(prefix)]
+    # The whole DenseNet-121 feature extractor comes from the imported network (the stem
+    # repeated to three channels for advanced_resnet, whose default input is RGB).
+    assert backbone and set(backbone) <= report.initialised
+    assert report.counts()["loaded"] >= 724
+    if model == "xrv_densenet":  # same architecture: the head keeps the findings CheXpert's shares
+        assert report.counts()["new"] == 0
+        assert report.shared_labels == ["Effusion", "Fracture", "Pneumothorax"]
+
+
+def test_config_weight_source_loads_and_is_cleared_in_the_store(imported, monkeypatch):
+    from cxrzoo import store
+
+    monkeypatch.setenv("CXRZOO_HOME", str(imported / "home"))
+    model = cxrzoo.create_model("xrv_densenet", labels=("Effusion", "Pneumothorax"), pretrained=NAME)
+    source = cxrzoo.load(NAME)
+    assert torch.equal(model.features.conv0.weight, source.features.conv0.weight)
+    store.save(model, "from-config")
+    doc = json.loads((imported / "home" / "models" / "from-config" / "config.json").read_text())
+    assert doc["config"]["pretrained"] == NAME  # recorded as trained from it
+    again = cxrzoo.load("from-config")  # rebuilt with the source cleared: never read again
+    assert torch.equal(again.classifier.weight, model.classifier.weight)

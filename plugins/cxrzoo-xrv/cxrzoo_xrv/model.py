@@ -18,6 +18,15 @@ from cxrzoo import ZooModel
 from cxrzoo_xrv.config import XrvDenseNetConfig, XrvResNetConfig
 
 
+def _start_from(model: ZooModel) -> None:
+    """Load the config's weight source, if any, with the core loader (heads by label)."""
+    source = model.config.pretrained
+    if isinstance(source, str) and source:
+        from cxrzoo.weights import apply_init
+
+        apply_init(model, source)
+
+
 class XrvDenseNet(ZooModel):
     """DenseNet-121 with a one-channel stem: features -> ReLU -> average pool -> linear."""
 
@@ -44,6 +53,7 @@ class XrvDenseNet(ZooModel):
         # hooks this module's output.
         self.relu = nn.ReLU()
         self.classifier = net.classifier
+        _start_from(self)
 
     @classmethod
     def tiny_config(cls) -> XrvDenseNetConfig:
@@ -75,6 +85,7 @@ class XrvResNet(ZooModel):
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "fc"):
             setattr(self, name, getattr(net, name))
+        _start_from(self)
 
     @classmethod
     def tiny_config(cls) -> XrvResNetConfig:
