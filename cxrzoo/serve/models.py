@@ -330,6 +330,8 @@ class Batcher:
                         device=self.options.device,
                     )
                 )
+            if len(preds) != len(batch):
+                raise RuntimeError(f"the model gave {len(preds)} prediction(s) for {len(batch)} image(s)")
         except BaseException as exc:  # the requests get the error; the thread goes on
             for _, fut in batch:
                 fut.set_exception(exc)
