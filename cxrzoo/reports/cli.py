@@ -506,9 +506,9 @@ def predict(
     if out_path:
         check_output(out_path, resume=resume, overwrite=overwrite)
     paths = expand_inputs(images)
-    from cxrzoo.reports.distributed import predict_command, world_size
+    from cxrzoo.reports.distributed import predict_command, runs_across_ranks
 
-    if world_size() > 1:  # under torchrun: each rank predicts its share, rank 0 writes --out
+    if runs_across_ranks(out_path, resume):  # torchrun: each rank predicts its share, rank 0 writes --out
         predict_command(
             name,
             paths,

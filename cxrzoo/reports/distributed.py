@@ -37,6 +37,12 @@ def world_size() -> int:
         return 1
 
 
+def runs_across_ranks(out_path: str | None, resume: bool) -> bool:
+    """Whether ``cxrzoo predict`` goes through :func:`predict_command`: under torchrun, or when
+    ``--resume`` continues a torchrun job's parts in a single process."""
+    return world_size() > 1 or bool(resume and out_path and parts_folder(out_path).is_dir())
+
+
 def parts_folder(out_path: str | os.PathLike[str]) -> Path:
     """The hidden folder beside ``out_path`` that holds the ranks' part files."""
     out = Path(out_path)
@@ -255,7 +261,7 @@ def predict_command(
         return
     done = f"; {skipped} already done skipped" if skipped else ""
     click.echo(
-        f"Predicted {predicted - len(failed)} image(s) on {world_size()} ranks into {out_path}{done}.",
+        f"Predicted {predicted - len(failed)} image(s) on {world_size()} rank(s) into {out_path}{done}.",
         err=as_json,
     )
     if failed:
@@ -263,4 +269,4 @@ def predict_command(
         sys.exit(1)
 
 
-__all__ = ["parts_folder", "predict_command", "predict_distributed", "world_size"]
+__all__ = ["parts_folder", "predict_command", "predict_distributed", "runs_across_ranks", "world_size"]

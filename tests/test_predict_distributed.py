@@ -1,0 +1,142 @@
+"""``torchrun --nproc-per-node 2 -m cxrzoo predict`` on CPU (gloo): the same table as one process,
+and ``--resume`` after a rank dies completes it exactly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cxrzoo import store
+from cxrzoo.cli import main
+from cxrzoo.reports.distributed import parts_folder
+from cxrzoo.testing import tiny_model
+
+pytestmark = pytest.mark.xdist_group("distributed")
+
+MODEL = "chest_xray_attention"
+
+#: Run under torchrun instead of ``-m cxrzoo``: rank 1 dies (as if killed) once its first batch
+#: is on disk, so that the job stops half done.
+CRASH = """
+import os, sys
+from cxrzoo.reports import distributed
+
+if os.environ.get("RANK") == "1":
+    write = distributed._Part.write
+
+    def write_then_die(self, rows):
+        write(self, rows)
+        if rows:
+            os._exit(9)
+
+    distributed._Part.write = write_then_die
+from cxrzoo.cli import main
+
+sys.exit(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(9):
+        img = np.random.default_rng(i).integers(0, 255, (48, 40), dtype=np.uint8)
+        cv2.rectangle(img, (4 + i, 6), (22, 30), 230, -1)
+        assert cv2.imwrite(str(folder / f"img{i}.png"), img)
+    (folder / "broken.png").write_bytes(b"not an image")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXRZOO_HOME", str(home))
+        model = tiny_model(MODEL)
+        model.set_thresholds([0.3, 0.7] * 7)
+        store.save(model, MODEL)
+        yield home, folder
+
+
+def one_process(folder: Path, out: Path) -> str:
+    result = CliRunner().invoke(
+        main, ["predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0"]
+    )
+    assert result.exit_code == 1, result.output  # broken.png is named, the others predicted
+    return out.read_text()
+
+
+def torchrun(
+    home: Path, *args: str, script: Path | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CXRZOO_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    target = [str(script)] if script else ["-m", "cxrzoo"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        *target,
+        *args,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_ranks_write_the_table_of_one_process(setup, tmp_path):
+    home, folder = setup
+    expected = one_process(folder, tmp_path / "one.csv")
+    out = tmp_path / "two.csv"
+    run = torchrun(
+        home, "predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0"
+    )
+    assert run.returncode != 0  # broken.png: exit code 1, as in one process
+    assert "Predicted 9 image(s) on 2 rank(s)" in run.stderr + run.stdout, run.stderr[-3000:]
+    assert "broken.png (undecodable" in run.stderr + run.stdout
+    # The same rows, in input order, each once, with the same probabilities to the last bit.
+    assert out.read_text() == expected
+    assert not parts_folder(out).exists()
+
+
+def test_resume_after_a_rank_dies_completes_the_table_exactly(setup, tmp_path):
+    home, folder = setup
+    expected = one_process(folder, tmp_path / "one.csv")
+    out = tmp_path / "two.csv"
+    crash = tmp_path / "crash.py"
+    crash.write_text(CRASH)
+    args = ("predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0")
+    died = torchrun(home, *args, script=crash)
+    assert died.returncode != 0
+    assert not out.exists()  # the table is only ever written complete
+    parts = sorted(parts_folder(out).glob("rank-*.jsonl"))
+    kept = sum(len(p.read_text().splitlines()) for p in parts)
+    assert 1 <= kept < 10
+    resumed = torchrun(home, *args, "--resume")
+    text = resumed.stderr + resumed.stdout
+    assert f"{kept} already done skipped" in text, text[-3000:]
+    assert out.read_text() == expected
+    assert not parts_folder(out).exists()
+
+
+def test_a_dead_job_can_be_resumed_by_one_process(setup, tmp_path):
+    home, folder = setup
+    expected = one_process(folder, tmp_path / "one.csv")
+    out = tmp_path / "two.csv"
+    crash = tmp_path / "crash.py"
+    crash.write_text(CRASH)
+    args = ["predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0"]
+    assert torchrun(home, *args, script=crash).returncode != 0
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 1 and "on 1 rank(s)" in result.output, result.output
+    assert out.read_text() == expected
+
+
+def test_under_torchrun_predict_needs_out(setup, tmp_path, monkeypatch):
+    _, folder = setup
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(main, ["predict", MODEL, str(folder)])
+    assert result.exit_code == 2 and "Under torchrun, cxrzoo predict needs --out FILE" in result.output
