@@ -584,7 +584,7 @@ def _timm_source(name: str, file: str | None) -> LoadedWeights:
 
     if file is None:
         try:
-            cfg = timm.models.get_pretrained_cfg(name.split(".")[0] if "." not in name else name)
+            cfg = timm.models.get_pretrained_cfg(name)  # "resnet50" is its default tag
         except Exception:
             cfg = None
         if cfg is None:
