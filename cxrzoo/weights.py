@@ -699,8 +699,11 @@ def _load_scheme_plugins() -> None:
     ``cxrzoo.weights``: scheme = "module:function")."""
     import importlib.metadata as md
 
+    from cxrzoo import plugins
+
     for ep in md.entry_points(group="cxrzoo.weights"):
-        if ep.name not in _SCHEMES:
+        # The allow and block lists of plugins (CXRZOO_PLUGINS, CXRZOO_BLOCK_PLUGINS) apply.
+        if ep.name not in _SCHEMES and plugins._wanted(ep, plugins._dist_name(ep)):
             try:
                 _SCHEMES[ep.name] = ep.load()
             except Exception as exc:

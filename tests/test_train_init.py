@@ -144,3 +144,27 @@ def test_init_record_is_json(cxrzoo_home, torchvision_state):
     assert code == 0, out
     doc = json.loads((cxrzoo_home / "models" / "j" / "config.json").read_text())
     assert doc["training"]["init"]["source"] == str(torchvision_state)
+
+
+def test_init_from_a_code_running_pickle_is_refused_before_any_write(cxrzoo_home, tmp_path):
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "x": Payload()}, tmp_path / "evil.pth")
+    code, out = _train(
+        "chest_xray_attention",
+        "--name",
+        "e",
+        "--set",
+        "backbone=resnet18",
+        "--init",
+        str(tmp_path / "evil.pth"),
+    )
+    assert code != 0 and "posix.system" in out and "nothing was loaded or written" in out
+    assert not marker.exists()
+    assert not (cxrzoo_home / "models" / "e").exists()
