@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,37 @@ class _FlipGraph(nn.Module):
         return torch.logit(self.model.probabilities(x), eps=1e-6)
 
 
+class _GatedGraph(nn.Module):
+    """``graph`` with a second output, ``ood_score``: the model's out-of-distribution gate
+    computed in the graph from the first input's layout and each part's pooled features."""
+
+    def __init__(self, graph: nn.Module, model: ZooModel) -> None:
+        super().__init__()
+        from cxrzoo.inference import _feature_layer
+
+        self.graph = graph
+        self.scorer = model.ood_detector.torch_scorer()
+        self.layers = [_feature_layer(p) for p in _parts(model)]
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from cxrzoo.ood import layout_features, pooled
+
+        captured: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        handles = [
+            layer.register_forward_hook(lambda _m, _i, out, into=into: into.append(pooled(out)))
+            for layer, into in zip(self.layers, captured, strict=True)
+            if layer is not None
+        ]
+        try:
+            logits = self.graph(*inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        feats = [c[0] for c in captured if c]  # the unmirrored pass of each part
+        score = self.scorer(layout_features(inputs[0]), torch.cat(feats, dim=1) if feats else None)
+        return logits, score
+
+
 def _parts(model: ZooModel) -> tuple[ZooModel, ...]:
     return tuple(model.member_models()) or (model,)
 
@@ -108,6 +140,9 @@ def onnx_metadata(model: ZooModel) -> dict[str, str]:
         "inputs": input_specs(model),
         "output": "logits",
     }
+    gate = model.ood_detector
+    if gate is not None:
+        facts["ood"] = {"output": "ood_score", "threshold": gate.threshold, **gate.record}
     return {PREFIX + key: json.dumps(value) for key, value in facts.items()}
 
 
@@ -121,7 +156,9 @@ def is_cxrzoo_export(path: str | os.PathLike[str]) -> bool:
 
 def check_export_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Check ``--out`` of an export before any work (see :func:`export_onnx`)."""
-    return check_file(path, option="--out", kind="cxrzoo ONNX export", is_own=is_cxrzoo_export, overwrite=overwrite)
+    return check_file(
+        path, option="--out", kind="cxrzoo ONNX export", is_own=is_cxrzoo_export, overwrite=overwrite
+    )
 
 
 def export_onnx(
@@ -151,6 +188,10 @@ def export_onnx(
         graph = _FlipGraph(model)
     else:
         graph = model
+    outputs = ["logits"]
+    if model.ood_detector is not None:
+        graph = _GatedGraph(graph, model)
+        outputs.append("ood_score")
     graph = graph.eval()
 
     def examples(n: int, seed: int | None = None) -> tuple[torch.Tensor, ...]:
@@ -160,14 +201,16 @@ def export_onnx(
         )
 
     names = [s["name"] for s in specs]
-    with replacing(path) as tmp:
+    with replacing(path) as tmp, warnings.catch_warnings():
+        # The gate's shape-dependent pooling is traced as constants on purpose (one image size).
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             graph,
             examples(2),
             str(tmp),
             input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={**{n: {0: "batch"} for n in names}, **{o: {0: "batch"} for o in outputs}},
             opset_version=opset,
             dynamo=False,
         )
@@ -181,8 +224,15 @@ def export_onnx(
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         xs = examples(3, seed=0)
         with torch.no_grad():
-            expected = graph(*xs).numpy()
-        got = session.run(["logits"], {n: x.numpy() for n, x in zip(names, xs, strict=True)})[0]
+            expected = graph(*xs)
+        got = session.run(outputs, {n: x.numpy() for n, x in zip(names, xs, strict=True)})
+        if isinstance(expected, tuple):  # the gate's score too, compared relative to its size
+            score, got_score = expected[1].numpy(), got[1]
+            result["ood_max_rel_diff"] = float(
+                np.abs(score - got_score).max() / max(np.abs(score).max(), 1e-6)
+            )
+            expected = expected[0]
+        expected, got = expected.numpy(), got[0]
         diff = float(np.abs(expected - got).max())
         result["max_abs_diff"] = diff
         if diff > atol:
@@ -234,6 +284,8 @@ class OnnxModel:
         except json.JSONDecodeError as exc:
             raise DataError(f"{self.path}: unreadable cxrzoo metadata ({exc})") from None
         self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
+        #: The gate's threshold when the graph computes ``ood_score`` (None without a gate).
+        self.ood_threshold: float | None = (self.metadata.get("ood") or {}).get("threshold")
         self.inputs: list[dict[str, Any]] = list(self.metadata["inputs"])
         self.architecture = self.metadata.get("architecture", "")
 
@@ -275,13 +327,38 @@ class _OnnxRunner:
         with torch.no_grad():
             yield self
 
-    def __call__(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        feed = {
+    def _feed(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return {
             name: prep.tensor(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
             for name, prep, batch in zip(self.names, self.preprocessings, inputs, strict=True)
         }
-        logits = self.model.session.run(["logits"], feed)[0]
+
+    @staticmethod
+    def _sigmoid(logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+    def __call__(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return self._sigmoid(self.model.session.run(["logits"], self._feed(inputs))[0])
+
+    def run(
+        self,
+        inputs: Sequence[np.ndarray],
+        *,
+        ood: bool = False,
+        uncertainty: bool = False,
+        features: bool = False,
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Probabilities and, with ``ood`` and a graph that has the gate, ``ood_score`` and
+        ``in_distribution`` per image (as :meth:`cxrzoo.inference.TorchRunner.run`)."""
+        if uncertainty or features:
+            raise UserError("uncertainty and gate features need the PyTorch backend (--backend torch)")
+        threshold = self.model.ood_threshold
+        if not ood or threshold is None:
+            probs = self(inputs)
+            return probs, [{} for _ in range(len(probs))]
+        logits, scores = self.model.session.run(["logits", "ood_score"], self._feed(inputs))
+        details = [{"ood_score": float(s), "in_distribution": bool(s <= threshold)} for s in scores]
+        return self._sigmoid(logits), details
 
 
 __all__ = ["ExportError", "OnnxModel", "export_onnx", "input_specs", "onnx_metadata"]

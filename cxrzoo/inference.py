@@ -463,11 +463,11 @@ def predict_stream(
     member) or an exported model (:class:`cxrzoo.export.OnnxModel`). Unreadable images give a
     Prediction with its ``error`` (raised instead with ``raise_errors``) and the rest go on.
     ``ood``, ``uncertainty`` and ``features`` fill each Prediction's ``details`` (see
-    :meth:`TorchRunner.run`; a PyTorch model only).
+    :meth:`TorchRunner.run`; an exported model gives ``ood`` only, when its graph has the gate).
     """
     runner = runner_for(model, device=device, amp=amp)
     detailed = ood or uncertainty or features
-    if detailed and not isinstance(runner, TorchRunner):
+    if detailed and not hasattr(runner, "run"):
         raise UserError(
             "out-of-distribution scores and uncertainty need the PyTorch backend (--backend torch)"
         )

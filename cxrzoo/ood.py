@@ -48,28 +48,43 @@ DEFAULT_RATE = 0.05
 MAX_COMPONENTS = 32
 #: Fewest images a detector is fitted on, and fewest held-out images for its threshold.
 MIN_FIT, MIN_HELDOUT = 20, 10
-_GRID, _EDGE_GRID, _BINS = 8, 4, 16
+_GRID, _EDGE_GRID, _BINS, _HIST_GRID = 8, 4, 16, 64
+#: Smallest spread a feature is standardised by.
+SCALE_FLOOR = 1e-3
 LAYOUT_FEATURES = _GRID * _GRID + _EDGE_GRID * _EDGE_GRID + _BINS + 2
+
+
+def _grid_mean(x: torch.Tensor, cells: int) -> torch.Tensor:
+    """Mean of ``x`` ``[B, 1, H, W]`` over a ``cells`` x ``cells`` grid: the image cropped to a
+    multiple of the grid and average-pooled (fixed kernels, so that ONNX can export it)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])  # constants in a traced graph: one image size per model
+    if h < cells or w < cells:
+        return F.interpolate(x, size=(cells, cells), mode="nearest")
+    kh, kw = h // cells, w // cells
+    return F.avg_pool2d(x[..., : kh * cells, : kw * cells], (kh, kw))
 
 
 def layout_features(x: torch.Tensor) -> torch.Tensor:
     """Layout features ``[B, LAYOUT_FEATURES]`` of a preprocessed batch ``[B, C, S, S]`` (see the
-    module docstring); channel 0 is used."""
+    module docstring); channel 0 is used. Plain tensor arithmetic, so it runs inside an
+    exported ONNX graph too."""
     g = x[:, :1].float()
     flat = g.flatten(1)
     mean = flat.mean(1, keepdim=True)
-    spread = flat.std(1, keepdim=True) if flat.shape[1] > 1 else torch.zeros_like(mean)
+    # Written out (not Tensor.std) so that an exported graph computes exactly the same.
+    spread = torch.sqrt(((flat - mean) ** 2).mean(1, keepdim=True))
     z = (g - mean[:, :, None, None]) / (spread[:, :, None, None] + 1e-6)
-    coarse = F.adaptive_avg_pool2d(z, _GRID).flatten(1)
+    coarse = _grid_mean(z, _GRID).flatten(1)
     dy = (z[..., 1:, :-1] - z[..., :-1, :-1]).abs()
     dx = (z[..., :-1, 1:] - z[..., :-1, :-1]).abs()
-    edges = F.adaptive_avg_pool2d(dx + dy, _EDGE_GRID).flatten(1)
-    bins = torch.linspace(-3, 3, _BINS - 1, device=z.device)
-    index = torch.bucketize(z.flatten(1).clamp(-4, 4), bins)
-    hist = torch.zeros(len(z), _BINS, device=z.device).scatter_add_(
-        1, index, torch.ones_like(index, dtype=z.dtype)
-    )
-    hist = hist / z[0].numel()
+    edges = _grid_mean(dx + dy, _EDGE_GRID).flatten(1)
+    # The histogram of the image reduced to at most 64 x 64 (bounded memory at any size), from
+    # comparisons with the bin edges.
+    small = _grid_mean(z, _HIST_GRID) if min(int(z.shape[-2]), int(z.shape[-1])) > _HIST_GRID else z
+    edges_at = torch.linspace(-3, 3, _BINS - 1, device=z.device, dtype=z.dtype)
+    below = (small.flatten(1).unsqueeze(-1) <= edges_at).to(z.dtype).mean(1)  # P(value <= edge)
+    zero, one = torch.zeros_like(below[:, :1]), torch.ones_like(below[:, :1])
+    hist = torch.cat([below, one], dim=1) - torch.cat([zero, below], dim=1)
     return torch.cat([coarse, edges, hist, mean, torch.log(spread + 1e-3)], dim=1)
 
 
@@ -102,11 +117,22 @@ class OodDetector:
             parts.append((np.asarray(model, np.float64) - self.pca_mean) @ self.pca_components.T)
         return (np.concatenate(parts, axis=1) - self.center) / self.scale
 
+    @property
+    def whitening(self) -> np.ndarray:
+        """``L`` with ``precision = L Lᵀ``: the distance is ``|v L|``, a sum of squares that
+        float32 (an exported graph) computes without the cancellations of ``vᵀ P v``."""
+        if getattr(self, "_whitening", None) is None:
+            self._whitening = np.linalg.cholesky((self.precision + self.precision.T) / 2)
+        return self._whitening
+
     def score(self, layout: np.ndarray, model: np.ndarray | None) -> np.ndarray:
         """Scores ``[B]``: about 1 for a typical training image, larger the further out."""
-        v = self._vectors(layout, model)
-        d2 = np.einsum("bi,ij,bj->b", v, self.precision, v)
-        return np.sqrt(np.maximum(d2, 0) / v.shape[1])
+        v = self._vectors(layout, model) @ self.whitening
+        return np.sqrt((v * v).sum(1) / v.shape[1])
+
+    def torch_scorer(self) -> torch.nn.Module:
+        """The same score as a module of (layout, model features) tensors, for an exported graph."""
+        return _Scorer(self)
 
     def inside(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) <= self.threshold
@@ -148,7 +174,9 @@ class OodDetector:
         raw = np.concatenate([layout, reduced], axis=1)
         center = raw.mean(0)
         scale = raw.std(0)
-        scale = np.where(scale > 1e-8, scale, 1.0)
+        # A floor on the spread: a feature (nearly) constant on the training images would
+        # otherwise turn rounding differences (float32 in an exported graph) into distances.
+        scale = np.maximum(scale, SCALE_FLOOR)
         precision = LedoitWolf().fit((raw - center) / scale).precision_
         detector = cls(layout.shape[1], mean, components, center, scale, precision, math.inf)
         held = detector.score(heldout_layout, heldout_model)
@@ -213,6 +241,21 @@ class OodDetector:
             float(a["threshold"][0]),
             dict(record),
         )
+
+
+class _Scorer(torch.nn.Module):
+    def __init__(self, detector: OodDetector) -> None:
+        super().__init__()
+        for name in ("pca_mean", "pca_components", "center", "scale", "whitening"):
+            self.register_buffer(name, torch.from_numpy(np.asarray(getattr(detector, name), np.float32)))
+        self.use_model = bool(len(detector.pca_components))
+
+    def forward(self, layout: torch.Tensor, model: torch.Tensor | None) -> torch.Tensor:
+        parts = [layout.float()]
+        if self.use_model and model is not None:
+            parts.append((model.float() - self.pca_mean) @ self.pca_components.T)
+        v = ((torch.cat(parts, dim=1) - self.center) / self.scale) @ self.whitening
+        return torch.sqrt((v * v).sum(1) / v.shape[1])
 
 
 def fit_detector(

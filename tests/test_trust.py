@@ -158,6 +158,24 @@ def test_assess_gives_the_gate_and_the_uncertainty_in_python(site):
     assert "ood_score" not in alone  # no gate: nothing invented
 
 
+def test_the_exported_graph_carries_the_gate(site, tmp_path):
+    run("calibrate", "m", "--data", site["data"], "--ood", "--name", "m-onnx")
+    onnx_file = tmp_path / "m.onnx"
+    run("export", "m-onnx", "--out", onnx_file)
+    images = tmp_path / "images"
+    images.mkdir()
+    phantom = read_image(next((site["data"] / "images_001" / "images").iterdir()))
+    for name, image in {"ok": phantom, "inverted": 255 - phantom, "blank": np.full_like(phantom, 90)}.items():
+        cv2.imwrite(str(images / f"{name}.png"), image)
+    run("predict", "m-onnx", images, "--out", tmp_path / "torch.csv")
+    run("predict", onnx_file, images, "--out", tmp_path / "onnx.csv")
+    torch_rows = pd.read_csv(tmp_path / "torch.csv").set_index("path")
+    onnx_rows = pd.read_csv(tmp_path / "onnx.csv").set_index("path")
+    np.testing.assert_allclose(onnx_rows["ood_score"], torch_rows["ood_score"], rtol=1e-2)
+    assert (onnx_rows["in_distribution"] == torch_rows["in_distribution"]).all()
+    assert not onnx_rows.loc[str(images / "inverted.png"), "in_distribution"]
+
+
 def test_a_changed_gate_file_is_refused(site):
     run("calibrate", "m", "--data", site["data"], "--ood", "--name", "m-tampered")
     folder = store.model_path("m-tampered")

@@ -526,17 +526,20 @@ def predict(
     labels = list(model.labels)
     thresholds = model.thresholds
     stream_device = device if backend == "torch" else None
-    gate = getattr(model, "ood_detector", None) if ood_mode != "off" else None
-    if ood_mode == "reject" and gate is None:
+    gate = getattr(model, "ood_detector", None)
+    # The threshold of the model's out-of-distribution gate (an exported graph's too); None: no gate.
+    gate_threshold = gate.threshold if gate is not None else getattr(model, "ood_threshold", None)
+    if ood_mode == "off":
+        gate_threshold = None
+    if ood_mode == "reject" and gate_threshold is None:
         raise UserError(
-            f"--ood reject: {name} has no out-of-distribution gate"
-            + ("" if backend == "torch" else " that onnxruntime can run")
-            + f"; fit one with 'cxrzoo calibrate {name} --data DIR --ood'"
+            f"--ood reject: {name} has no out-of-distribution gate; fit one with "
+            f"'cxrzoo calibrate {name} --data DIR --ood' (and export it again for onnxruntime)"
         )
     if uncertainty and backend != "torch":
         raise UserError("--uncertainty needs the PyTorch backend (--backend torch)")
-    details = {"ood": gate is not None, "uncertainty": uncertainty}
-    extra = detail_columns(labels, ood=gate is not None, uncertainty=uncertainty)
+    details = {"ood": gate_threshold is not None, "uncertainty": uncertainty}
+    extra = detail_columns(labels, ood=gate_threshold is not None, uncertainty=uncertainty)
 
     def stream(items: list[Any]) -> Any:
         for pred in predict_stream(
@@ -544,7 +547,7 @@ def predict(
         ):
             info = pred.details or {}
             if ood_mode == "reject" and info.get("in_distribution") is False:
-                reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {gate.threshold:.3f})"
+                reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {gate_threshold:.3f})"
                 yield pred._replace(probabilities=None, error=reason)
             else:
                 yield pred
