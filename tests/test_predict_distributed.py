@@ -60,10 +60,9 @@ def setup(tmp_path_factory):
         yield home, folder
 
 
-def one_process(folder: Path, out: Path) -> str:
-    result = CliRunner().invoke(
-        main, ["predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0"]
-    )
+def one_process(folder: Path, out: Path, *options: str) -> str:
+    args = ["predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0"]
+    result = CliRunner().invoke(main, [*args, *options])
     assert result.exit_code == 1, result.output  # broken.png is named, the others predicted
     return out.read_text()
 
@@ -89,15 +88,16 @@ def torchrun(
 
 def test_two_ranks_write_the_table_of_one_process(setup, tmp_path):
     home, folder = setup
-    expected = one_process(folder, tmp_path / "one.csv")
+    expected = one_process(folder, tmp_path / "one.csv", "--uncertainty")
+    assert "uncertainty_Edema" in expected.splitlines()[0]
     out = tmp_path / "two.csv"
-    run = torchrun(
-        home, "predict", MODEL, str(folder), "--out", str(out), "--batch-size", "1", "--workers", "0"
-    )
+    args = ("--out", str(out), "--batch-size", "1", "--workers", "0", "--uncertainty")
+    run = torchrun(home, "predict", MODEL, str(folder), *args)
     assert run.returncode != 0  # broken.png: exit code 1, as in one process
     assert "Predicted 9 image(s) on 2 rank(s)" in run.stderr + run.stdout, run.stderr[-3000:]
     assert "broken.png (undecodable" in run.stderr + run.stdout
-    # The same rows, in input order, each once, with the same probabilities to the last bit.
+    # The same rows, in input order, each once, with the same probabilities (and uncertainty
+    # columns) to the last bit.
     assert out.read_text() == expected
     assert not parts_folder(out).exists()
 

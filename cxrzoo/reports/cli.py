@@ -519,6 +519,8 @@ def predict(
             batch_size=batch_size,
             workers=workers,
             device=device,
+            ood_mode=ood_mode,
+            uncertainty=uncertainty,
             as_json=as_json,
         )
         return

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +132,19 @@ def predict_distributed(
     batch_size: int,
     workers: int | None,
     device: str | None,
-    echo: Callable[[str], None] = print,
+    ood_mode: str = "flag",
+    uncertainty: bool = False,
 ) -> tuple[list[dict[str, str]], int, int]:
     """Predict ``paths`` with this process's share of the ranks; rank 0 writes ``out_path``.
 
-    Returns (on every rank) the images that could not be read, how many images this run
-    predicted and how many were already done; only rank 0's figures count the whole table.
+    ``ood_mode`` (``flag``, ``reject``, ``off``) and ``uncertainty`` are ``cxrzoo predict``'s
+    ``--ood`` and ``--uncertainty``: the same columns, the same rejections. Returns (on every
+    rank) the images that could not be predicted, how many images this run predicted and how
+    many were already done; only rank 0's list covers the whole table.
     """
     from cxrzoo import load
     from cxrzoo.inference import predict_stream
-    from cxrzoo.reports.predictions import check_output, make_row, path_key
+    from cxrzoo.reports.predictions import check_output, detail_columns, make_row, path_key
     from cxrzoo.training.distributed import DistContext
 
     check_output(out_path, resume=resume, overwrite=overwrite)
@@ -159,12 +162,42 @@ def predict_distributed(
         mine = todo[ctx.rank :: ctx.world]
         model = load(name, device=str(dev))
         labels = list(model.labels)
+        gate = getattr(model, "ood_detector", None) if ood_mode != "off" else None
+        if ood_mode == "reject" and gate is None:
+            raise UserError(
+                f"--ood reject: {name} has no out-of-distribution gate; fit one with "
+                f"'cxrzoo calibrate {name} --data DIR --ood'"
+            )
+        extra = detail_columns(labels, ood=gate is not None, uncertainty=uncertainty)
         parts.mkdir(parents=True, exist_ok=True)
         with _Part(parts / f"rank-{ctx.rank}.jsonl") as part:
             rows: list[dict[str, Any]] = []
-            for pred in predict_stream(model, mine, batch_size=batch_size, workers=workers, device=dev):
+            stream = predict_stream(
+                model,
+                mine,
+                batch_size=batch_size,
+                workers=workers,
+                device=dev,
+                ood=gate is not None,
+                uncertainty=uncertainty,
+            )
+            for pred in stream:
+                info = getattr(pred, "details", None) or {}
+                if ood_mode == "reject" and info.get("in_distribution") is False:
+                    reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {gate.threshold:.3f})"
+                    pred = pred._replace(probabilities=None, error=reason)
                 positives = [] if pred.probabilities is None else model.positives(pred.probabilities[None])[0]
-                rows.append(make_row(pred.path or "", labels, pred.probabilities, positives, pred.error))
+                rows.append(
+                    make_row(
+                        pred.path or "",
+                        labels,
+                        pred.probabilities,
+                        positives,
+                        pred.error,
+                        details=info,
+                        extra=extra,
+                    )
+                )
                 if len(rows) >= batch_size:
                     part.write(rows)
                     rows = []
@@ -172,14 +205,21 @@ def predict_distributed(
         ctx.barrier()
         failed: list[dict[str, str]] = []
         if ctx.is_main:
-            failed = _assemble(out, parts, paths, labels, resume=resume, overwrite=overwrite)
+            failed = _assemble(out, parts, paths, labels, extra, resume=resume, overwrite=overwrite)
         return failed, len(todo), len(paths) - len(todo)
     finally:
         ctx.close()
 
 
 def _assemble(
-    out: Path, parts: Path, paths: Sequence[Path], labels: Sequence[str], *, resume: bool, overwrite: bool
+    out: Path,
+    parts: Path,
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    extra: Sequence[str],
+    *,
+    resume: bool,
+    overwrite: bool,
 ) -> list[dict[str, str]]:
     """Rank 0: the parts' rows into ``out`` in input order, each image once; then the parts go."""
     from cxrzoo.reports.predictions import PredictionWriter, path_key
@@ -188,7 +228,7 @@ def _assemble(
     for part in sorted(parts.glob("rank-*.jsonl")):
         for row in _complete_rows(part):
             rows.setdefault(path_key(row["path"]), row)
-    writer = PredictionWriter(out, labels, resume=resume, overwrite=overwrite)
+    writer = PredictionWriter(out, labels, resume=resume, overwrite=overwrite, extra=extra)
     complete = False
     failed: list[dict[str, str]] = []
     try:
@@ -231,6 +271,8 @@ def predict_command(
     batch_size: int,
     workers: int | None,
     device: str | None,
+    ood_mode: str = "flag",
+    uncertainty: bool = False,
     as_json: bool = False,
 ) -> None:
     """``cxrzoo predict`` on one rank of a torchrun job: its share, then (rank 0) the table and
@@ -256,6 +298,8 @@ def predict_command(
         batch_size=batch_size,
         workers=workers,
         device=device,
+        ood_mode=ood_mode,
+        uncertainty=uncertainty,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return
