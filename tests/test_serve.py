@@ -162,8 +162,15 @@ def test_out_of_distribution_and_uncertainty_fields_are_passed_on(zoo):
         body = c.post(f"/v1/models/{MODEL}/predict", content=png_bytes()).json()
     assert body["in_distribution"] is False
     assert body["ood_score"] == 7.5
-    assert body["uncertainty"] == [0.25] * 14
+    assert body["uncertainty"] == dict.fromkeys(body["labels"], 0.25)
     assert "probabilities" in body
+
+
+def test_uncertainty_per_finding_when_asked(zoo):
+    with serve(zoo, uncertainty=True) as c:
+        body = c.post(f"/v1/models/{MODEL}/predict", content=png_bytes()).json()
+    assert list(body["uncertainty"]) == body["labels"]
+    assert all(0 <= v <= 0.5 for v in body["uncertainty"].values())
 
 
 # -- explain, models, health, metrics, OpenAPI -------------------------------------------------

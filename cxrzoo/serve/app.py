@@ -5,7 +5,9 @@ Endpoints (the OpenAPI schema FastAPI generates is at ``/openapi.json``, its pag
 - ``POST /v1/models/{name}/predict``: one PNG, JPEG or DICOM image, as a multipart file upload
   (field ``file``) or as the raw request body; JSON with the probability of every finding, the
   calibrated thresholds, the findings called positive, and whatever out-of-distribution and
-  uncertainty fields the model's predictions carry (``Prediction.details``).
+  uncertainty fields the model's predictions carry (``Prediction.details``: ``ood_score`` and
+  ``in_distribution`` for a model with a gate; ``uncertainty``, per finding, with
+  ``cxrzoo serve --uncertainty``).
 - ``POST /v1/models/{name}/explain?finding=F&method=gradcam``: the Grad-CAM overlay (PNG) of
   finding F (default: the most probable) over the image as the model saw it.
 - ``POST /v1/models/{name}/reload``: load a store entry again that changed on disk.
@@ -478,7 +480,10 @@ def _answer(m: ServedModel, filename: str, pred: Any) -> dict[str, Any]:
         "thresholds": dict(zip(labels, map(float, model.thresholds), strict=True)),
         "positive": sorted(positives, key=lambda label: -probs[labels.index(label)]),
     }
-    details = getattr(pred, "details", None) or {}
+    details = dict(getattr(pred, "details", None) or {})
+    spread = details.get("uncertainty")
+    if spread is not None and np.ndim(spread) == 1 and len(spread) == len(labels):
+        details["uncertainty"] = dict(zip(labels, map(float, spread), strict=True))
     for key, value in details.items():
         out.setdefault(str(key), value)
     return jsonable(out)

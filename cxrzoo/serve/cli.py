@@ -64,6 +64,11 @@ def read_token(path: str) -> str:
     help="Reload a model whose store entry changed on disk (default: refuse it with 409 until reloaded).",
 )
 @click.option(
+    "--uncertainty",
+    is_flag=True,
+    help="Add each probability's spread (ensemble members' disagreement, or the mirror image's).",
+)
+@click.option(
     "--stop-after",
     type=click.FloatRange(min=0, min_open=True),
     help="Shut down by itself after this many seconds (tests, benchmarks).",
@@ -82,6 +87,7 @@ def serve(
     queue_size: int,
     max_body_mb: float,
     reload_on_change: bool,
+    uncertainty: bool,
     stop_after: float | None,
     log_level: str,
 ) -> None:
@@ -110,6 +116,7 @@ def serve(
         token=read_token(token_file) if token_file else None,
         device=device,
         reload_on_change=reload_on_change,
+        uncertainty=uncertainty,
     )
     models = [ServedModel(name, device=device) for name in names]
     app = create_app(models, options)

@@ -51,6 +51,9 @@ class ServeOptions:
     device: str | None = None
     #: Reload a store entry that changed on disk instead of refusing it (409).
     reload_on_change: bool = False
+    #: Add each probability's spread (an ensemble's members' disagreement, or the mirror
+    #: image's for a single model: one more forward pass).
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         from cxrzoo.errors import UserError
@@ -328,6 +331,9 @@ class Batcher:
                         batch_size=len(images),
                         workers=workers,
                         device=self.options.device,
+                        # ood_score and in_distribution where the model has a gate (no cost otherwise)
+                        ood=True,
+                        uncertainty=self.options.uncertainty,
                     )
                 )
             if len(preds) != len(batch):

@@ -62,6 +62,7 @@ function showCard() {
 function drawChart(result) {
   const chart = $("chart");
   chart.innerHTML = "";
+  chart.classList.toggle("spread", Boolean(result.uncertainty));
   const labels = Object.keys(result.probabilities)
     .sort((a, b) => result.probabilities[b] - result.probabilities[a]);
   for (const label of labels) {
@@ -80,7 +81,8 @@ function drawChart(result) {
     bar.style.width = `${(100 * p).toFixed(1)}%`;
     bar.classList.toggle("positive", positive);
     row.querySelector(".threshold").style.left = `calc(${(100 * t).toFixed(1)}% - 1px)`;
-    row.querySelector(".value").textContent = p.toFixed(3);
+    const spread = result.uncertainty && typeof result.uncertainty[label] === "number" ? result.uncertainty[label] : null;
+    row.querySelector(".value").textContent = p.toFixed(3) + (spread === null ? "" : ` ±${spread.toFixed(2)}`);
     row.addEventListener("click", () => chooseFinding(label));
     chart.appendChild(row);
   }
