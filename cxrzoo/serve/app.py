@@ -50,7 +50,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.datastructures import UploadFile
 
 from cxrzoo.data.io import ImageReadError, read_image_bytes
 from cxrzoo.serve.models import Batcher, PredictFn, QueueFull, ServedModel, ServeOptions, jsonable
@@ -446,10 +445,10 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str]:
             form = await Request(request.scope, replay).form(max_files=4, max_fields=16)
         except Exception as exc:  # a malformed multipart body
             raise ApiError(422, "bad_upload", f"the multipart body cannot be read ({exc})") from None
-        files = [v for v in form.values() if isinstance(v, UploadFile)]
-        chosen = (
-            form.get("file") if isinstance(form.get("file"), UploadFile) else (files[0] if files else None)
-        )
+        # File parts are upload objects (with a file name and read()); other fields are strings.
+        files = [v for v in form.values() if not isinstance(v, str)]
+        named = form.get("file")
+        chosen = named if named is not None and not isinstance(named, str) else (files[0] if files else None)
         if chosen is None:
             raise ApiError(
                 422, "bad_upload", "the multipart body holds no file: send the image as field 'file'"
