@@ -242,7 +242,7 @@ def create_app(
             why = "wrong bearer token" if given else "this server needs 'Authorization: Bearer TOKEN'"
             raise ApiError(401, "unauthorized", why, {"WWW-Authenticate": 'Bearer realm="cxrzoo"'})
 
-    def model_for(name: str, *, check: bool = True) -> ServedModel:
+    async def model_for(name: str, *, check: bool = True) -> ServedModel:
         m = served.get(name)
         if m is None:
             close = difflib.get_close_matches(name, list(served), n=3)
@@ -256,7 +256,7 @@ def create_app(
             problem = m.change()
             if problem is not None and options.reload_on_change:
                 try:
-                    m.reload()
+                    await run_in_threadpool(m.reload)
                     problem = None
                 except Exception as exc:
                     problem = f"{problem}; reloading it failed ({exc})"
@@ -313,7 +313,7 @@ def create_app(
         responses=_error_doc(401, 404),
     )
     async def model_info(name: str) -> dict[str, Any]:
-        m = model_for(name, check=False)
+        m = await model_for(name, check=False)
         m.change()
         return jsonable(m.info())
 
@@ -324,7 +324,7 @@ def create_app(
         responses=_error_doc(401, 404, 409),
     )
     async def reload(name: str) -> dict[str, Any]:
-        m = model_for(name, check=False)
+        m = await model_for(name, check=False)
         try:
             await run_in_threadpool(m.reload)
         except Exception as exc:
@@ -340,7 +340,9 @@ def create_app(
         responses=_error_doc(401, 404, 409, 413, 422, 429),
     )
     async def predict_image(name: str, request: Request) -> dict[str, Any]:
-        m = model_for(name)
+        m = await model_for(name)
+        if name not in batchers:  # an ASGI server that skipped the lifespan
+            start_batchers()
         batcher = batchers[name]
         finished = batcher.arriving()
         try:
@@ -373,7 +375,7 @@ def create_app(
         finding: str | None = Query(None, description="A label of the model (default: the most probable)."),
         method: str = Query("gradcam", pattern="^(gradcam|gradcam\\+\\+)$"),
     ) -> Response:
-        m = model_for(name)
+        m = await model_for(name)
         labels = list(m.model.labels)
         if finding is not None and finding not in labels:
             close = difflib.get_close_matches(finding, labels, n=3)

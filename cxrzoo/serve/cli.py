@@ -124,6 +124,13 @@ def serve(
     served = ", ".join(m.name for m in models)
     guard = "; bearer token required" if options.token else ""
     click.echo(f"Serving {served} at http://{host}:{port}/{guard}", err=True)
+    if options.token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        click.secho(
+            f"Warning: {host} is reachable from other machines and no --token-file was given: "
+            f"anyone who reaches it can use the models",
+            fg="yellow",
+            err=True,
+        )
     if stop_after is not None:
         timer = threading.Timer(stop_after, lambda: setattr(server, "should_exit", True))
         timer.daemon = True
