@@ -3,6 +3,7 @@ and ``--resume`` after a rank dies completes it exactly."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,32 @@ def test_under_torchrun_predict_needs_out(setup, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = CliRunner().invoke(main, ["predict", MODEL, str(folder)])
     assert result.exit_code == 2 and "Under torchrun, cxrzoo predict needs --out FILE" in result.output
+
+
+def test_rank_0_writes_each_image_once_in_input_order_and_refuses_gaps(tmp_path):
+    from cxrzoo.errors import DataError
+    from cxrzoo.reports.distributed import _assemble
+    from cxrzoo.reports.predictions import make_row
+
+    labels = ["A", "B"]
+    paths = [tmp_path / f"img{i}.png" for i in range(4)]
+    out = tmp_path / "table.csv"
+    parts = parts_folder(out)
+    parts.mkdir()
+
+    def part(name: str, indices: list[int], tail: str = "") -> None:
+        rows = [make_row(str(paths[i]), labels, np.array([i / 10, 1 - i / 10]), [], None) for i in indices]
+        (parts / name).write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+
+    # Image 2 in two parts (a resumed job with another number of ranks), an unfinished line.
+    part("rank-0.jsonl", [0, 2], tail='{"path": "cut')
+    part("rank-1.jsonl", [3, 2])
+    with pytest.raises(DataError, match=r"1 image\(s\) have no row.*img1.png.*--resume"):
+        _assemble(out, parts, paths, labels, [], resume=False, overwrite=False)
+    assert not out.exists() and parts.is_dir()
+    part("rank-2.jsonl", [1])
+    assert _assemble(out, parts, paths, labels, [], resume=False, overwrite=False) == []
+    lines = out.read_text().splitlines()
+    assert lines[0] == "path,A,B,positives,error"
+    assert [line.split(",")[0] for line in lines[1:]] == [str(p) for p in paths]
+    assert not parts.exists()

@@ -228,30 +228,32 @@ def _assemble(
     for part in sorted(parts.glob("rank-*.jsonl")):
         for row in _complete_rows(part):
             rows.setdefault(path_key(row["path"]), row)
+    # Every image must have its row before the table is touched: an incomplete table is never
+    # written (PredictionWriter would keep one where there was none).
+    done = {path_key(p) for p in _table_paths(out)} if resume else set()
+    ordered, missing, failed = [], [], []
+    for p in paths:
+        key = path_key(p)
+        if key in done:
+            continue
+        row = rows.get(key)
+        if row is None:
+            missing.append(str(p))
+            continue
+        ordered.append(row)
+        if row.get("error"):
+            failed.append({"image": row["path"], "error": row["error"]})
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(
+            f"{len(missing)} image(s) have no row in the ranks' parts ({shown}); "
+            f"run again with --resume to predict them"
+        )
     writer = PredictionWriter(out, labels, resume=resume, overwrite=overwrite, extra=extra)
     complete = False
-    failed: list[dict[str, str]] = []
     try:
-        ordered, missing = [], []
-        for p in paths:
-            key = path_key(p)
-            if key in writer.done:
-                continue
-            row = rows.get(key)
-            if row is None:
-                missing.append(str(p))
-                continue
-            ordered.append(row)
-            if row.get("error"):
-                failed.append({"image": row["path"], "error": row["error"]})
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise DataError(
-                f"{len(missing)} image(s) have no row in the ranks' parts ({shown}); "
-                f"run again with --resume to predict them"
-            )
         for start in range(0, len(ordered), 1024):
-            writer.write(ordered[start : start + 1024])
+            writer.write([r for r in ordered[start : start + 1024] if path_key(r["path"]) not in writer.done])
         complete = True
     finally:
         writer.close(complete=complete)
