@@ -171,3 +171,55 @@ def test_an_out_of_distribution_image_shows_the_banner(server, browser, radiogra
     assert "Out of distribution" in banner.text and "9.50" in banner.text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#chart .row")) == 14
     assert browser.save_screenshot(str(tmp_path / "ood.png"))
+
+
+DROP = """
+const [b64, name] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], name, { type: "application/dicom" }));
+document.getElementById("drop").dispatchEvent(
+  new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true })
+);
+"""
+
+
+def test_a_dicom_file_dropped_on_the_page_is_shown_and_predicted(server, browser, tmp_path):
+    import base64
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, generate_uid()
+    ds.Modality = "DX"
+    pixels = np.tile(np.linspace(0, 4095, 96, dtype=np.uint16), (120, 1))
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    path = tmp_path / "scan.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
+    Select(browser.find_element(By.ID, "model")).select_by_value(MODEL)
+    browser.execute_script(DROP, base64.b64encode(path.read_bytes()).decode(), "scan.dcm")
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+    preview = browser.find_element(By.ID, "preview")
+    # The browser cannot show DICOM: the page shows the server's decoding of it (120 x 96).
+    assert browser.execute_script(
+        "return [arguments[0].naturalHeight, arguments[0].naturalWidth]", preview
+    ) == [
+        120,
+        96,
+    ]
+    assert "scan.dcm: positive findings" in browser.find_element(By.ID, "status").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chart .row")) == 14
+    wait.until(lambda d: d.find_element(By.ID, "overlay").get_attribute("data-ready") == "true")
