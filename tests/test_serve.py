@@ -277,6 +277,23 @@ def test_every_error_is_json_naming_why(zoo):
         assert over.status_code == 422 and "over the limit of 1,000" in over.json()["detail"]
 
 
+def test_a_failing_model_answers_500_in_json_and_is_counted(zoo):
+    def broken(model, images, **kwargs):
+        raise RuntimeError("the model fell over")
+
+    app = create_app([ServedModel(MODEL)], ServeOptions(), predict=broken)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post(f"/v1/models/{MODEL}/predict", content=png_bytes())
+        assert r.status_code == 500
+        assert r.json() == {
+            "error": "internal",
+            "detail": "internal error: RuntimeError: the model fell over",
+        }
+        assert 'cxrzoo_errors_total{kind="internal"} 1.0' in c.get("/metrics").text
+        # The batching thread survives the failure.
+        assert c.post(f"/v1/models/{MODEL}/predict", content=png_bytes()).status_code == 500
+
+
 def test_token_on_and_off(zoo, tmp_path):
     with serve(zoo, token="s3cret") as c:
         for method, path in (
@@ -359,6 +376,16 @@ def test_a_store_entry_changed_on_disk_is_refused_until_reloaded(zoo, tmp_path):
         want = expected(zoo, data, tmp_path / "x.png", name)
         np.testing.assert_allclose([after["probabilities"][k] for k in after["labels"]], want, atol=1e-6)
         assert after["probabilities"] != before
+    # Weights replaced under an unchanged config.json are caught by their sha256.
+    with serve(zoo, name) as c:
+        weights = store.model_path(name) / "model.safetensors"
+        data_bytes = bytearray(weights.read_bytes())
+        data_bytes[-1] ^= 0xFF
+        weights.write_bytes(bytes(data_bytes))
+        refused = c.post(f"/v1/models/{name}/predict", content=data)
+        assert refused.status_code == 409 and "weights file" in refused.json()["detail"]
+        assert c.post(f"/v1/models/{name}/reload").status_code == 409  # no longer loadable
+    store.save(second, name)
     # --reload-on-change follows the entry instead of refusing it.
     with serve(zoo, name, reload_on_change=True) as c:
         store.save(first, name)

@@ -19,7 +19,7 @@ Errors are JSON ``{"error": KIND, "detail": MESSAGE}``: 401 (a token is required
 given, or is wrong), 404 (no such model: the close matches are named), 409 (the model's store
 entry changed on disk: see :mod:`cxrzoo.serve.models`), 413 (the body is over
 ``max_body_bytes``), 422 (the image cannot be decoded, and why; an empty body; an unknown
-finding), 429 with ``Retry-After`` (the model's queue is full), 500 (a bug).
+finding), 429 with ``Retry-After`` (the model's queue is full), 500 (``internal``: a bug).
 
 With a token, every ``/v1`` endpoint and ``/metrics`` need ``Authorization: Bearer TOKEN``;
 ``/healthz`` and the page itself do not (the page asks for the token).
@@ -52,6 +52,7 @@ from prometheus_client import (
 )
 
 from cxrzoo.data.io import ImageReadError, read_image_bytes
+from cxrzoo.errors import one_line
 from cxrzoo.serve.models import Batcher, PredictFn, QueueFull, ServedModel, ServeOptions, jsonable
 
 #: Largest side of the image ``/v1/preview`` returns.
@@ -213,6 +214,14 @@ def create_app(
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(exc.kind).inc()
         return JSONResponse({"error": exc.kind, "detail": exc.detail}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug (of cxrzoo, a plugin or the model), answered in the same shape as the others.
+        return JSONResponse(
+            {"error": "internal", "detail": f"internal error: {type(exc).__name__}: {one_line(exc, 300)}"},
+            500,
+        )
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Any]) -> Response:
