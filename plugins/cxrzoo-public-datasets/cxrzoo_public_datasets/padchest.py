@@ -21,6 +21,21 @@ finding it names, so a finding not listed is negative (0) for a row with a valid
 that map to none of them are counted under ``unmapped_label`` (ignored, the row is used); a list
 containing ``exclude`` marks an image the publishers excluded (``skipped_row``). ``age`` is
 the study year minus the birth year; PadChest has no official split.
+
+Compared with torchxrayvision's ``PC_Dataset`` on the 160K file it ships
+(tests/test_real_files.py). Rows: torchxrayvision keeps the 1,303 ``exclude`` rows and the 743
+rows whose Labels is ``['']`` (as all-negative), which cxrzoo reports; it drops the patients born
+10 years or less before 2019 or of unknown birth year, and 21 files it knows are broken, which
+cxrzoo reads (the catalog finds broken files). On the rows both read, these findings agree
+exactly: Atelectasis, Aortic Elongation, Bronchiectasis, Cardiomegaly, Fibrosis, Granuloma, Hernia,
+Pleural_Thickening, Pneumonia, Pneumothorax, Scoliosis, Tuberculosis. The others differ by the
+choice of terms: torchxrayvision matches substrings, so "subcutaneous emphysema" is Emphysema,
+"rib fracture" is Fracture, "pseudonodule" is Nodule, "mediastinal mass" is Mass, and it adds
+adenopathy to Hilar Enlargement and the interstitial and alveolar patterns to Infiltration, giving
+it more positives of Emphysema, Fracture, Hilar Enlargement, Infiltration, Mass and Nodule; cxrzoo
+counts "heart insufficiency" as Edema and tubes and catheters as Support Devices (more positives
+there), "alveolar pattern" as Consolidation (torchxrayvision: "air bronchogram") and "costophrenic
+angle blunting" as Effusion (torchxrayvision: "pericardial effusion" by substring).
 """
 
 from __future__ import annotations
@@ -69,6 +84,17 @@ TERMS: dict[str, str] = {
     "tracheostomy tube": "Support Devices",
     "chest drain tube": "Support Devices",
     "electrical device": "Support Devices",
+    # Kinds of a finding that PadChest names on their own (read from the 160K file's terms).
+    "atelectasis basal": "Atelectasis",
+    "loculated pleural effusion": "Effusion",
+    "loculated fissural effusion": "Effusion",
+    "hydropneumothorax": "Pneumothorax",
+    "atypical pneumonia": "Pneumonia",
+    "supra aortic elongation": "Aortic Elongation",
+    "descendent aortic elongation": "Aortic Elongation",
+    "ascendent aortic elongation": "Aortic Elongation",
+    "vascular hilar enlargement": "Hilar Enlargement",
+    "callus rib fracture": "Rib Fracture",
 }
 #: The source's labels: the vocabulary findings PadChest terms map to, NIH's first.
 PUBLISHED_ORDER: tuple[str, ...] = (
@@ -132,28 +158,44 @@ class PadChest(DatasetSource):
             path, problems, required=("ImageID", "ImageDir", "PatientID", "Projection", "Labels")
         )
         n = len(frame)
-        matrix = np.zeros((n, len(PUBLISHED_ORDER)), dtype=np.float32)
         position = {name: j for j, name in enumerate(PUBLISHED_ORDER)}
-        unknown = np.full(n, "", dtype=object)
-        unmapped: Counter[str] = Counter()
-        keep = np.ones(n, dtype=bool)
-        skipped = problems.setdefault("skipped_row", [])
-        for i, text in enumerate(frame["Labels"].tolist()):
+        codes, texts = pd.factorize(frame["Labels"], sort=False)  # many studies share one list
+        per_text = np.zeros((len(texts), len(PUBLISHED_ORDER)), dtype=np.float32)
+        bad_text = np.zeros(len(texts), dtype=bool)
+        excluded_text = np.zeros(len(texts), dtype=bool)
+        per_text_unmapped: list[list[str]] = [[] for _ in texts]
+        term_counts: Counter[str] = Counter()
+        mapped_terms: dict[str, str | None] = {}
+        uses = np.bincount(codes, minlength=len(texts))
+        for k, text in enumerate(texts.tolist()):
             terms = parse_labels(text)
-            if terms is None or not terms:
-                unknown[i] = f"Labels={text!r}"
-                continue
-            if EXCLUDE in terms:
-                keep[i] = False
-                skipped.append({"image": frame["ImageID"].iat[i], "row": int(lines[i]), "file": str(path),
-                                "reason": "Labels says 'exclude'"})  # fmt: skip
+            if not terms:
+                bad_text[k] = True
                 continue
             for term in terms:
-                label = map_term(term)
+                term_counts[term] += int(uses[k])
+            if EXCLUDE in terms:
+                excluded_text[k] = True
+                continue
+            for term in terms:
+                if term not in mapped_terms:
+                    mapped_terms[term] = map_term(term)
+                label = mapped_terms[term]
                 if label is not None:
-                    matrix[i, position[label]] = 1.0
+                    per_text[k, position[label]] = 1.0
                 elif term not in NOT_FINDINGS:
-                    unmapped[term] += 1
+                    per_text_unmapped[k].append(term)
+        matrix = per_text[codes]
+        unknown = np.where(bad_text[codes], "Labels=" + frame["Labels"].map(repr), "").astype(object)
+        keep = ~excluded_text[codes]
+        skipped = problems.setdefault("skipped_row", [])
+        for i in np.flatnonzero(~keep):
+            skipped.append({"image": frame["ImageID"].iat[i], "row": int(lines[i]), "file": str(path),
+                            "reason": "Labels says 'exclude'"})  # fmt: skip
+        unmapped: Counter[str] = Counter()
+        for k in np.flatnonzero(~excluded_text & ~bad_text):
+            for term in per_text_unmapped[k]:
+                unmapped[term] += int(uses[k])
         if unmapped:
             problems["unmapped_label"] = [
                 {"label": term, "count": count, "file": str(path)} for term, count in unmapped.most_common()
@@ -180,4 +222,33 @@ class PadChest(DatasetSource):
         files = scan_tree(root, suffixes=(".png",))
         excluded = set(image[~keep])
         files = files.loc[~files["image"].isin(excluded)]
-        return Inventory(rows=rows, files=files, metadata_file=str(path), has_lists=False, problems=problems)
+
+        def became(term: str) -> str:
+            if term == EXCLUDE:
+                return "excluded by the publishers: row not used"
+            label = mapped_terms.get(term, map_term(term))
+            if label is not None:
+                return label
+            return "not a finding (ignored)" if term in NOT_FINDINGS else "unmapped (ignored, row used)"
+
+        values = [
+            {
+                "column": "Labels (terms)",
+                "value": term,
+                "count": count,
+                "mapped": became(term),
+                "file": str(path),
+            }
+            for term, count in term_counts.most_common()
+        ]
+        if bad_text.any():
+            values.append({"column": "Labels (terms)", "value": "(not a list of terms)",
+                           "count": int(uses[bad_text].sum()), "mapped": "row not used", "file": str(path)})  # fmt: skip
+        return Inventory(
+            rows=rows,
+            files=files,
+            metadata_file=str(path),
+            has_lists=False,
+            problems=problems,
+            label_values=values,
+        )

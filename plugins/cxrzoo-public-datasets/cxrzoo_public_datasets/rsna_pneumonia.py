@@ -21,6 +21,11 @@ the other classes. Rows of one image are aggregated (Target: any box). A class t
 not define, or a Target that is not 0/1 or contradicts the class, is reported as
 ``unknown_label``. View position, age and sex come from the DICOM headers (``headers=False``
 skips reading them). There is no official split of the labelled images.
+
+Compared with torchxrayvision's ``RSNA_Pneumonia_Dataset`` on the stage 2 labels it ships
+(tests/test_real_files.py): the same 26,684 images and Pneumonia (6,012 positive, 20,672
+negative); torchxrayvision copies Target into Lung Opacity, so its 20,672 Lung Opacity negatives
+are unknown here.
 """
 
 from __future__ import annotations
