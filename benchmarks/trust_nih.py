@@ -161,7 +161,7 @@ def main() -> None:
         "",
         f"{minutes:.1f} min on this machine ({trained} of {len(args.seeds)} models trained in this run, the "
         f"others reused from --home). Produced by `python benchmarks/trust_nih.py --data {args.data} "
-        f"--seeds {' '.join(map(str, args.seeds))}`; one variant (the defaults), no other was tried.",
+        f"--seeds {' '.join(map(str, args.seeds))}`; one run of the defaults.",
         "",
         f"Thresholds guarantee sensitivity ≥ {args.level:g} with {args.confidence:.0%} confidence, chosen on "
         "each model's validation split (images it did not train on); achieved = sensitivity on the 142-image "
