@@ -27,6 +27,7 @@ LAZY_COMMANDS = {
     "pull": "cxrzoo.hub_cli:pull",
     "train": "cxrzoo.training.cli:train",
     "crossval": "cxrzoo.training.cli:crossval",
+    "tune": "cxrzoo.training.tune_cli:tune",
     "evaluate": "cxrzoo.reports.cli:evaluate",
     "compare": "cxrzoo.reports.cli:compare",
     "predict": "cxrzoo.reports.cli:predict",

@@ -66,7 +66,11 @@ def _settings(
 @click.argument("model")
 @data_options
 @click.option(
-    "--recipe", default="default", show_default=True, help="default, report (the founding report's) or quick."
+    "--recipe",
+    default="default",
+    show_default=True,
+    help="default, report (the founding report's), quick, or a recipe file (FILE.json, as cxrzoo tune "
+    "writes: its recipe and model config values).",
 )
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--image-size", type=click.IntRange(min=16))
@@ -154,7 +158,9 @@ def train(
 @click.argument("model")
 @data_options
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
-@click.option("--recipe", default="default", show_default=True)
+@click.option(
+    "--recipe", default="default", show_default=True, help="A recipe name or a recipe file (FILE.json)."
+)
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--image-size", type=click.IntRange(min=16))
 @click.option("--batch-size", type=click.IntRange(min=1))

@@ -150,4 +150,91 @@ def get_recipe(name: str) -> Recipe:
     except KeyError:
         close = difflib.get_close_matches(name, RECIPES, n=2)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"Unknown recipe {name!r}.{hint} Known: {', '.join(RECIPES)}") from None
+        raise ConfigError(
+            f"Unknown recipe {name!r}.{hint} Known: {', '.join(RECIPES)}, or a recipe file (FILE.json, "
+            f"as 'cxrzoo tune' writes)"
+        ) from None
+
+
+# -- recipe files ------------------------------------------------------------------------------
+#: The ``format`` of a recipe file (what ``cxrzoo tune --out`` writes, ``--recipe FILE`` reads).
+RECIPE_FILE_FORMAT = "cxrzoo-recipe"
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    """A recipe file: a recipe, the model config values it was measured with, and how it was found.
+
+    On disk it is JSON::
+
+        {"format": "cxrzoo-recipe", "version": 1, "model": "chest_xray_attention",
+         "recipe": {"name": "...", "lr": 0.002, ...},     # Recipe fields (missing ones: defaults)
+         "config": {"flip_tta": true, "image_size": 64},  # model config values
+         "search": {...}}                                 # provenance, not read back
+
+    Only ``recipe`` is required; ``config`` values apply as ``--set`` would, below any
+    ``--set`` or ``--image-size`` given on the command line.
+    """
+
+    recipe: Recipe
+    config: dict[str, Any]
+    model: str | None = None
+    path: str = ""
+
+    def to_dict(self, search: dict[str, Any] | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {"format": RECIPE_FILE_FORMAT, "version": 1}
+        if self.model:
+            doc["model"] = self.model
+        doc["recipe"] = self.recipe.to_dict()
+        doc["config"] = dict(self.config)
+        if search is not None:
+            doc["search"] = search
+        return doc
+
+
+def is_recipe_file(text: str) -> bool:
+    """Whether a ``--recipe`` value names a file rather than a built-in recipe."""
+    import os
+
+    return text not in RECIPES and (text.endswith(".json") or os.sep in text or os.path.isfile(text))
+
+
+def is_recipe_doc(path: Any) -> bool:
+    """Whether the file at ``path`` is a recipe file (for the output rules of ``cxrzoo tune``)."""
+    import json
+    from pathlib import Path
+
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    return isinstance(doc, dict) and doc.get("format") == RECIPE_FILE_FORMAT
+
+
+def read_recipe_file(path: Any) -> RecipeFile:
+    """Read a recipe file (see :class:`RecipeFile`); any fault is one line naming ``--recipe``."""
+    import json
+    from pathlib import Path
+
+    from cxrzoo.errors import DataError
+
+    where = f"--recipe {path}"
+    file = Path(path).expanduser()
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{where}: no such file (a recipe name is one of {', '.join(RECIPES)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    except ValueError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("recipe"), dict):
+        raise DataError(f"{where}: expected a JSON object with a \"recipe\" object (as 'cxrzoo tune' writes)")
+    if "format" in doc and doc["format"] != RECIPE_FILE_FORMAT:
+        raise DataError(f"{where}: format {doc['format']!r} is not {RECIPE_FILE_FORMAT!r}")
+    config = doc.get("config", {})
+    if not isinstance(config, dict):
+        raise DataError(f'{where}: "config" must be a JSON object of model config values')
+    model = doc.get("model")
+    try:
+        recipe = Recipe.from_dict({"name": file.stem, **doc["recipe"]})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return RecipeFile(recipe, dict(config), model if isinstance(model, str) else None, str(file))

@@ -406,53 +406,98 @@ def crossval_model(
 
     ``options`` are those of :func:`~cxrzoo.training.spec.resolve_run` (nothing is saved).
     """
-    from cxrzoo import create_model
-    from cxrzoo.metrics import evaluate_predictions, patient_kfold
     from cxrzoo.training.spec import resolve_run
 
     run = resolve_run(model_name, save=False, progress=progress, **options)
+    return crossval_run(run, folds=folds, echo=echo)
+
+
+def crossval_arrays(run: RunSpec, *, echo: Echo = print) -> ArrayData:
+    """The images cross-validation folds are drawn from: the train and validation splits of
+    ``run``'s data pooled (the training patients), preprocessed for ``run.config``. The test
+    split's images are never decoded."""
+    splits = load_splits(run.data, echo=echo)
+    pool = pd.concat([splits.train, splits.val], ignore_index=True)
+    return arrays_for(pool, run.config, echo=echo, progress=run.progress)
+
+
+#: Called after each fold with the fold's index (from 0), its result and all results so far;
+#: it may raise to stop the cross-validation (``cxrzoo tune`` prunes a bad trial that way).
+FoldCallback = Callable[[int, dict[str, Any], list[dict[str, Any]]], None]
+
+
+def crossval_run(
+    run: RunSpec,
+    *,
+    folds: int = 5,
+    arrays: ArrayData | None = None,
+    on_fold: FoldCallback | None = None,
+    echo: Echo = print,
+) -> dict[str, Any]:
+    """Cross-validate a resolved run: ``folds`` patient-grouped folds of the training patients
+    (:func:`crossval_arrays`, or ``arrays`` when given), a model trained from scratch on all
+    but one fold and scored on that one. The folds depend only on the images and ``run.seed``,
+    so runs that differ in recipe are scored on the same folds."""
+    from cxrzoo import create_model
+    from cxrzoo.metrics import evaluate_predictions, patient_kfold
+
     if not run.model_class.trains_itself:
         raise UserError(
-            f"{model_name} is not trained by gradient descent itself; cross-validate the models it "
+            f"{run.model} is not trained by gradient descent itself; cross-validate the models it "
             f"is built from one by one"
         )
-    recipe_obj, config, spec = run.recipe, run.config, run.data
-    splits = load_splits(spec, echo=echo)
-    pool = pd.concat([splits.train, splits.val], ignore_index=True)
-    arrays = arrays_for(pool, config, echo=echo, progress=progress)
-    fold_results = []
-    seed = run.seed
+    recipe_obj, config, seed = run.recipe, run.config, run.seed
+    if arrays is None:
+        arrays = crossval_arrays(run, echo=echo)
+    fold_results: list[dict[str, Any]] = []
     dev = torch.device(run.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    for k, (train_idx, val_idx) in enumerate(
-        patient_kfold(arrays.patients, arrays.labels, k=folds, seed=seed)
-    ):
+    try:
+        fold_index = patient_kfold(arrays.patients, arrays.labels, k=folds, seed=seed)
+    except ValueError as exc:
+        raise UserError(f"--folds {folds}: {exc}") from None
+    for k, (train_idx, val_idx) in enumerate(fold_index):
         train, val = arrays.subset(train_idx), arrays.subset(val_idx)
         prevalence = dict(zip(config.labels, known_prevalence(train.labels).tolist(), strict=True))
         fold_config = config.for_data(prevalence)
         torch.manual_seed(seed + k)
-        model = create_model(model_name, fold_config)
+        model = create_model(run.model, fold_config)
         echo(f"Fold {k + 1}/{folds}: {len(train)} train / {len(val)} val images")
-        Trainer(model, recipe_obj, train, val, device=dev, seed=seed + k, progress=progress, echo=echo).fit()
+        Trainer(
+            model, recipe_obj, train, val, device=dev, seed=seed + k, progress=run.progress, echo=echo
+        ).fit()
         probs = predict_arrays(model, val.images, rows=val.rows, device=dev)
         metrics = evaluate_predictions(val.labels, probs, model.labels, rare=model.rare_findings() or None)
         fold_results.append(
             {
                 "fold": k + 1,
                 "images": len(val),
+                "patients": len(set(val.patients or ())),
                 "macro_auroc": metrics["macro_auroc"],
                 "per_class_auroc": {lab: m["auroc"] for lab, m in metrics["per_class"].items()},
             }
         )
         echo(f"Fold {k + 1}: macro AUROC {metrics['macro_auroc']}")
-    scores = np.array([f["macro_auroc"] for f in fold_results if f["macro_auroc"] is not None], dtype=float)
+        if on_fold is not None:
+            on_fold(k, fold_results[-1], fold_results)
+    mean, std = fold_summary(fold_results)
     return {
-        "model": model_name,
+        "model": run.model,
         "folds": fold_results,
-        "macro_auroc_mean": float(scores.mean()) if len(scores) else None,
-        "macro_auroc_std": float(scores.std(ddof=1)) if len(scores) > 1 else None,
-        "data": spec.to_dict(),
+        "macro_auroc_mean": mean,
+        "macro_auroc_std": std,
+        "data": run.data.to_dict(),
         "recipe": recipe_obj.to_dict(),
     }
+
+
+def fold_summary(fold_results: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the folds' macro AUROC (folds where it is undefined
+    left out; the deviation needs two folds)."""
+    scores = np.array([f["macro_auroc"] for f in fold_results if f["macro_auroc"] is not None], dtype=float)
+    return (
+        float(scores.mean()) if len(scores) else None,
+        float(scores.std(ddof=1)) if len(scores) > 1 else None,
+    )
 
 
 __all__ = [
@@ -460,7 +505,10 @@ __all__ = [
     "SplitTables",
     "arrays_for",
     "calibrate_and_score",
+    "crossval_arrays",
     "crossval_model",
+    "crossval_run",
+    "fold_summary",
     "load_splits",
     "predict_table",
     "train_model",

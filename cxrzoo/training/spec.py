@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxrzoo.config import DEFAULT_PREPROCESSING, ConfigError, ModelConfig, default_preprocessing
-from cxrzoo.training.recipes import Recipe, get_recipe
+from cxrzoo.training.recipes import Recipe, get_recipe, is_recipe_file, read_recipe_file
 
 #: Image size on the synthetic phantoms when none is given: small enough for a CPU.
 SYNTHETIC_IMAGE_SIZE = 64
@@ -67,7 +67,7 @@ def resolve_run(
     dataset_options: dict[str, Any] | None = None,
     fraction: float = 1.0,
     seed: int = 0,
-    recipe: str | Recipe = "default",
+    recipe: str | Recipe = "default",  # a built-in name, a recipe file (FILE.json) or a Recipe
     recipe_overrides: dict[str, Any] | None = None,
     config_overrides: dict[str, Any] | None = None,
     device: str | None = None,
@@ -86,10 +86,24 @@ def resolve_run(
     run_name = model_name if name is None else name
     store.model_path(run_name)  # the store entry and the run folder must stay inside the store
     store.run_path(run_name)
-    recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    notes = []
+    file_config: dict[str, Any] = {}
+    if isinstance(recipe, str) and is_recipe_file(recipe):
+        # A recipe file (cxrzoo tune --out): its recipe, and the model config values it was
+        # measured with, which --set and --image-size still override.
+        tuned = read_recipe_file(recipe)
+        recipe_obj, file_config = tuned.recipe, tuned.config
+        try:
+            cls.config_class().replace(**file_config)
+        except ConfigError as exc:
+            raise ConfigError(f'--recipe {recipe}: its "config": {exc}') from None
+        if tuned.model and tuned.model != model_name:
+            notes.append(f"Recipe file {recipe} was tuned for {tuned.model}, not {model_name}")
+    else:
+        recipe_obj = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if recipe_overrides:
         recipe_obj = recipe_obj.replace(**recipe_overrides)
-    overrides = dict(config_overrides or {})
+    overrides = {**file_config, **(config_overrides or {})}
     spec = DataSpec(
         data=as_data(data),
         dataset=dataset,
@@ -97,7 +111,6 @@ def resolve_run(
         fraction=fraction,
         seed=seed,
     )
-    notes = []
     if spec.data is None and spec.name == "synthetic":
         notes.append("No --data given: training on the built-in synthetic phantoms (cxrzoo data synth).")
         overrides.setdefault("image_size", SYNTHETIC_IMAGE_SIZE)

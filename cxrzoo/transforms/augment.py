@@ -112,3 +112,31 @@ class AugmentStrong(BatchAugment):
             hflip=0.5, rotate=15.0, crop_scale=(0.6, 1.0), brightness=0.2, contrast=0.2, translate=0.05
         )
         super().__init__(image_size=image_size, **{**params, **overrides})
+
+
+#: The ranges :func:`at_strength` scales: rotation, crop, shift and intensity jitter (the flip
+#: probability stays as the preset has it).
+_SCALED = ("rotate", "brightness", "contrast", "translate")
+
+
+def at_strength(preset: str, strength: float) -> str:
+    """The augmentation spec of ``preset`` (a registered preset name) with its ranges scaled by
+    ``strength``: 1 is the preset itself, 0.5 half its rotation, shift, jitter and crop loss, 1.5
+    half as much again. The crop keeps at least a tenth of the image's area.
+
+    ``at_strength("augment_strong", 0.5)`` ->
+    ``"augment_strong(rotate=7.5, brightness=0.1, contrast=0.1, translate=0.025, crop_scale=(0.8, 1.0))"``
+    """
+    from cxrzoo.transforms.base import build_transform
+
+    if not 0 <= strength <= 10 or not math.isfinite(strength):
+        raise TransformError(f"augmentation strength {strength!r}: expected a number in [0, 10]")
+    base = build_transform(preset, image_size=32)
+    if not isinstance(base, BatchAugment):
+        raise TransformError(f"{preset!r} is not an augmentation preset with ranges to scale")
+    if strength == 1:
+        return preset
+    values = {key: round(getattr(base, key) * strength, 6) for key in _SCALED}
+    lo, hi = base.crop_scale
+    values["crop_scale"] = (round(max(0.1, 1 - (1 - lo) * strength), 6), hi)
+    return f"{preset}(" + ", ".join(f"{k}={v!r}" for k, v in values.items()) + ")"
