@@ -295,6 +295,54 @@ def test_site_recalibration_states_and_checks_its_promise(site, tmp_path):
     assert "## Guarantees" in (report / "report.md").read_text()
 
 
+def _site(sample: Path, out: Path, patients: set[str]) -> Path:
+    """A Kaggle-layout folder holding ``patients``' images of the real sample (linked, not copied)."""
+    table = pd.read_csv(sample / "Data_Entry_2017.csv")
+    rows = table[table["Patient ID"].astype(str).isin(patients)]
+    (out / "images_001" / "images").mkdir(parents=True)
+    for name in rows["Image Index"]:
+        (out / "images_001" / "images" / name).symlink_to(sample / "images_001" / "images" / name)
+    rows.to_csv(out / "Data_Entry_2017.csv", index=False)
+    names = sorted(rows["Image Index"])
+    held = set(names[::4])  # a quarter of the images as the site's test list (one image per patient mostly)
+    by_patient = dict(zip(rows["Image Index"], rows["Patient ID"].astype(str), strict=True))
+    held_patients = {by_patient[n] for n in held}
+    test = [n for n in names if by_patient[n] in held_patients]
+    (out / "test_list.txt").write_text("".join(f"{n}\n" for n in test))
+    (out / "train_val_list.txt").write_text("".join(f"{n}\n" for n in names if n not in set(test)))
+    return out
+
+
+@pytest.mark.realdata
+def test_site_recalibration_on_the_real_sample_split_into_two_sites_by_patient(
+    nih_sample, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
+    patients = sorted(pd.read_csv(nih_sample / "Data_Entry_2017.csv")["Patient ID"].astype(str).unique())
+    rng = np.random.default_rng(0)
+    order = list(rng.permutation(patients))
+    site_a = _site(nih_sample, tmp_path / "site-a", set(order[: len(order) // 2]))
+    site_b = _site(nih_sample, tmp_path / "site-b", set(order[len(order) // 2 :]))
+    model = model_at(64)
+    model.set_thresholds([0.5] * len(model.labels))
+    store.save(model, "nih")
+    result = run("calibrate", "nih", "--data", site_a, "--target", "sensitivity=0.8", "--ood")
+    assert "store name 'nih-site-a'" in result.output
+    doc = json.loads((store.model_path("nih-site-a") / store.CONFIG_NAME).read_text())
+    guaranteed = [k for k, g in doc["guarantees"]["per_finding"].items() if g["guaranteed"]]
+    assert guaranteed  # Effusion and Infiltration have enough positives in half the sample
+    report = tmp_path / "report"
+    run("evaluate", "nih-site-a", "--data", site_b, "--split", "test", "--bootstrap", "0", "--report", report)
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["guarantees"]["per_finding"]) == set(guaranteed)
+    for row in metrics["guarantees"]["per_finding"].values():
+        assert row["promised"] == 0.8 and (row["achieved"] is None or 0 <= row["achieved"] <= 1)
+    assert metrics["ood"]["images"] == metrics["n_images"]
+    assert (
+        metrics["ood"]["flagged_share"] <= _flag_bound(metrics["n_images"], 0.05) + 0.1
+    )  # another site's shift
+
+
 def test_train_fits_the_gate_and_evaluate_reports_it(tmp_path, monkeypatch):
     monkeypatch.setenv("CXRZOO_HOME", str(tmp_path / "home"))
     tiny = [
