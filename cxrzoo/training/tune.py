@@ -185,8 +185,6 @@ def build_space(
     parameters, in order, and the fixed values it sets; ``fixed`` (``--set``) entries are left
     out of the search. Every range's ends and every choice are checked against the recipe and
     the model config before any trial runs."""
-    from cxrzoo.config import ConfigError
-
     recipe_types, config_types = _field_types(config_class)
     known = {**recipe_types, **config_types, STRENGTH: float}
     params: list[Param] = []
@@ -228,12 +226,12 @@ def build_space(
         for value in values:
             try:
                 _check_value(param.name, value, config_class)
-            except ConfigError as exc:
+            except UserError as exc:
                 raise SpaceError(f"{where}: {param.name}: {exc}") from None
     for name, value in fixed_values.items():
         try:
             _check_value(name, value, config_class)
-        except ConfigError as exc:
+        except UserError as exc:
             raise SpaceError(f"{where}: {name}: {exc}") from None
     return params, fixed_values
 
@@ -589,8 +587,8 @@ def _requeue_interrupted(study: optuna.Study, echo: Echo) -> None:
     from optuna.trial import TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         if trial.params:
             study.enqueue_trial(trial.params, skip_if_exists=False)
         echo(f"Trial {trial.number} was interrupted (a killed run); it runs again")
