@@ -100,6 +100,19 @@ def _settings(
     metavar="FACTOR",
     help="Learning rate of the tensors --init loaded, as a factor of --lr (e.g. 0.1).",
 )
+@click.option(
+    "--find-lr",
+    is_flag=True,
+    help="Learning-rate range test instead of training: print the suggested --lr and a plot path; "
+    "saves no model.",
+)
+@click.option(
+    "--find-lr-steps",
+    type=click.IntRange(min=10),
+    default=200,
+    show_default=True,
+    help="Steps of the --find-lr sweep.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train(
     model: str,
@@ -120,6 +133,8 @@ def train(
     init: str | None,
     freeze_backbone: bool,
     backbone_lr: float | None,
+    find_lr: bool,
+    find_lr_steps: int,
     no_progress: bool,
 ) -> None:
     """Train MODEL and save it, calibrated, in the store.
@@ -135,6 +150,29 @@ def train(
         recipe_overrides["freeze_backbone"] = True
     if backbone_lr is not None:
         recipe_overrides["backbone_lr"] = backbone_lr
+    if find_lr:
+        from cxrzoo.training.lr_finder import find_lr as range_test
+
+        if resume:
+            raise click.UsageError("--find-lr trains no model to resume; drop --resume")
+        range_test(
+            model,
+            steps=find_lr_steps,
+            echo=click.echo,
+            data=data,
+            dataset=dataset,
+            dataset_options=options,
+            fraction=fraction,
+            seed=seed,
+            recipe=recipe,
+            recipe_overrides=recipe_overrides,
+            config_overrides=config,
+            device=device,
+            name=name,
+            progress=not no_progress,
+            init=init,
+        )
+        return
     train_model(
         model,
         data=data,
