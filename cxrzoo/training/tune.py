@@ -441,8 +441,9 @@ def tune_model(
             where = f"--space {space}"
         space_doc = {} if user.get("replace") is True else default_space(base_run.recipe)
         space_doc.update({k: v for k, v in user.items() if k != "replace"})
-    # What --set fixed, and what the base run resolved for it (image size on phantoms, …).
-    fixed = {**fixed_recipe, **fixed_config, **base_run.config_overrides}
+    # What --set and --image-size fixed (a default the run resolves, such as the phantoms'
+    # image size, may still be searched).
+    fixed = {**fixed_recipe, **fixed_config}
     params, space_fixed = build_space(space_doc, config_class=config_class, fixed=fixed, where=where)
     if not params:
         raise SpaceError(f"{where}: nothing left to search (every parameter is fixed by the space or --set)")
