@@ -354,6 +354,7 @@ def scan_tree(
     root = os.path.abspath(root)
     base = os.path.abspath(relative_to) if relative_to is not None else None
     lowered = tuple(s.lower() for s in suffixes)
+    prefix = base.rstrip(os.sep) + os.sep if base is not None else ""
     scanned = [os.path.realpath(root)]  # real folders whose whole tree is (being) scanned
     skipped: list[dict[str, Any]] = []
     stack = [(root, scanned[0])]
@@ -368,7 +369,11 @@ def scan_tree(
             for entry in entries:
                 lower = entry.name.lower()
                 try:
-                    if entry.is_dir():
+                    if lower.endswith(lowered) and entry.is_file():  # most entries: test them first
+                        st = entry.stat()
+                    elif not entry.is_dir():
+                        continue
+                    else:
                         if entry.name.startswith("."):
                             continue
                         real = real_folder + os.sep + entry.name
@@ -385,12 +390,16 @@ def scan_tree(
                             scanned.append(real)
                         subfolders.append((entry.path, real))
                         continue
-                    if not lower.endswith(lowered) or not entry.is_file():
-                        continue
-                    st = entry.stat()
                 except OSError:  # a broken link or a link loop named like an image
                     continue
-                name = entry.name if base is None else os.path.relpath(entry.path, base).replace(os.sep, "/")
+                if base is None:
+                    name = entry.name
+                elif entry.path.startswith(prefix):  # the common case, without relpath's cost
+                    name = entry.path[len(prefix) :]
+                    if os.sep != "/":
+                        name = name.replace(os.sep, "/")
+                else:
+                    name = os.path.relpath(entry.path, base).replace(os.sep, "/")
                 if strip_suffix:
                     name = name[: len(name) - len(next(s for s in lowered if lower.endswith(s)))]
                 names.append(name)

@@ -118,6 +118,22 @@ def parse_findings(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
     return onehot, unknown
 
 
+def finding_values(findings: pd.Series, path: Path) -> list[dict[str, Any]]:
+    """The catalog's table of label values: each "|"-separated finding and what it became."""
+    from cxrzoo.data.csvfiles import value_counts
+
+    tokens = findings.astype(str).str.split("|").explode().str.strip()
+
+    def became(token: str) -> str:
+        if token in LABELS:
+            return f"{token} = 1, the other findings 0"
+        if token == NO_FINDING:
+            return "every finding 0"
+        return "not one of the 14: row not used"
+
+    return value_counts("Finding Labels (terms)", tokens, became, path)
+
+
 def read_list(path: Path) -> list[str]:
     """Image names of a split list file, one per line (UTF-8, with or without a BOM).
 
@@ -178,6 +194,7 @@ class Nih14(DatasetSource):
             metadata_file=str(metadata_file),
             has_lists=bool(lists),
             problems=problems,
+            label_values=finding_values(rows["finding_labels"], metadata_file),
         )
 
     def bboxes(self) -> pd.DataFrame | None:

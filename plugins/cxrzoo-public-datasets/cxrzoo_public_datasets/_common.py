@@ -72,6 +72,31 @@ def code_matrix(frame: pd.DataFrame, columns: Sequence[str], uncertain: str) -> 
     return out, pd.Series(bad, dtype=object)
 
 
+def code_values(
+    frame: pd.DataFrame, columns: Sequence[str], uncertain: str, file: Path | str
+) -> list[dict[str, Any]]:
+    """The catalog's table of label values for CheXpert-style cells: each column's values and
+    what :func:`code_matrix` made of them."""
+    from cxrzoo.data.csvfiles import value_counts
+
+    meaning = {"1.0": "1 (positive)", "1": "1 (positive)", "0.0": "0 (negative)", "0": "0 (negative)",
+               "": "unknown (not mentioned)"}  # fmt: skip
+    became = {"ignore": "unknown", "ones": "1", "zeros": "0"}[uncertain]
+    for code in _UNCERTAIN_CODES:
+        meaning[code] = f"{became} (uncertain, uncertain={uncertain})"
+    out: list[dict[str, Any]] = []
+    for column in columns:
+        out.extend(
+            value_counts(
+                column,
+                frame[column],
+                lambda v: meaning.get(v, "not understood: row not used"),
+                file,
+            )
+        )
+    return out
+
+
 def build_rows(
     labels: Sequence[str],
     matrix: np.ndarray,

@@ -54,7 +54,7 @@ class TuberculosisSet(DatasetSource):
         if not images.is_dir():
             raise DatasetError(f"No CXR_png folder in {self.root}: not the {self.name} set")
         problems: dict[str, list[Any]] = {}
-        files = scan_tree(images, suffixes=(".png",), strip_suffix=True)
+        files = scan_tree(images, suffixes=(".png",), strip_suffix=True, problems=problems)
         readings = root / "ClinicalReadings"
         texts = (
             scan_tree(readings, suffixes=(".txt",), strip_suffix=True)

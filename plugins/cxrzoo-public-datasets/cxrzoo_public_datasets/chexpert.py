@@ -48,6 +48,7 @@ from cxrzoo_public_datasets._common import (
     build_rows,
     canonical_labels,
     code_matrix,
+    code_values,
     header_has,
     locate,
     normalise_sex,
@@ -82,20 +83,23 @@ class CheXpert(DatasetSource):
             )
         problems: dict[str, list[Any]] = {}
         parts = []
+        values: list[dict[str, Any]] = []
         for name, listed in CSV_FILES.items():
             path = root / name
             if not path.is_file():
                 continue
             frame, lines = read_csv_frame(path, problems, required=_REQUIRED)
             parts.append(self._rows(frame, lines, path, listed, problems))
+            values += code_values(frame, PUBLISHED_LABELS, self.options["uncertain"], path)
         rows = pd.concat(parts, ignore_index=True)
-        files = scan_tree(root, relative_to=root, suffixes=(".jpg", ".jpeg", ".png"))
+        files = scan_tree(root, relative_to=root, suffixes=(".jpg", ".jpeg", ".png"), problems=problems)
         return Inventory(
             rows=rows,
             files=files,
             metadata_file=str(root / "train.csv"),
             has_lists=True,
             problems=problems,
+            label_values=values,
         )
 
     def _rows(

@@ -17,7 +17,9 @@ Support Devices, valued 1.0 / 0.0 / -1.0 (uncertain) / blank, as CheXpert's.
 
 Read here: the ``labeler`` option (``chexpert`` or ``negbio``) chooses the label file; -1.0 under
 the ``uncertain`` option (ignore = NaN, ones, zeros); blank and a study without a label row ->
-NaN. The official split is kept (train -> train_val, validate -> val, test -> test). Image ids
+NaN. The official split is kept (train -> train_val, validate -> val, test -> test); any other
+``split`` value (``TRAIN``, ``bogus``) is counted by value under ``unmapped_value`` and its images
+are unlisted. Image ids
 are the dicom_ids, ``patient`` the subject_id, ``view`` ViewPosition. Age and sex are not part of
 MIMIC-CXR-JPG (they are in MIMIC-IV), so they are unknown.
 """
@@ -31,13 +33,14 @@ import numpy as np
 import pandas as pd
 
 from cxrzoo.data.base import TEST, TRAIN_VAL, VAL, DatasetError, DatasetSource, Inventory, scan_tree
-from cxrzoo.data.csvfiles import read_csv_frame
+from cxrzoo.data.csvfiles import read_csv_frame, value_counts
 from cxrzoo_public_datasets._common import (
     UNCERTAIN_CHOICE,
     UNCERTAIN_OPTION,
     build_rows,
     canonical_labels,
     code_matrix,
+    code_values,
     locate,
 )
 
@@ -112,12 +115,22 @@ class MimicCxr(DatasetSource):
         index = where.fillna(0).to_numpy(dtype=np.int64)
         values = np.where(found[:, None], matrix[index], np.nan)
         bad = np.where(found, unknown.to_numpy()[index], "")
+        seen = code_values(labels, PUBLISHED_LABELS, self.options["uncertain"], labels_file)
         listed: list[Any] = [None] * len(meta)
         if paths["split"] is not None:
             split, _ = read_csv_frame(paths["split"], problems, required=("dicom_id", "split"))
-            by_id = pd.Series(
-                split["split"].str.strip().map(SPLITS).to_numpy(), index=split["dicom_id"].str.strip()
+            text = split["split"].str.strip()
+            counts = text.value_counts()
+            for value, count in counts[~counts.index.isin(list(SPLITS))].items():
+                problems.setdefault("unmapped_value", []).append(
+                    {"file": str(paths["split"]), "column": "split", "value": value, "count": int(count),
+                     "reason": f"{int(count)} row(s); expected one of {', '.join(SPLITS)}; their images are unlisted"}
+                )  # fmt: skip
+            names = {k: f"{v} list" for k, v in SPLITS.items()}
+            seen += value_counts(
+                "split", text, lambda v: names.get(v, "not a split: image unlisted"), paths["split"]
             )
+            by_id = pd.Series(text.map(SPLITS).to_numpy(), index=split["dicom_id"].str.strip())
             by_id = by_id[~by_id.index.duplicated()]
             listed = by_id.reindex(meta["dicom_id"]).where(lambda s: s.notna(), None).tolist()
         rows = build_rows(
@@ -132,11 +145,12 @@ class MimicCxr(DatasetSource):
             finding=bad,
             file=[str(labels_file)] * len(meta),
         )
-        files = scan_tree(root / "files", suffixes=(".jpg",), strip_suffix=True)
+        files = scan_tree(root / "files", suffixes=(".jpg",), strip_suffix=True, problems=problems)
         return Inventory(
             rows=rows,
             files=files,
             metadata_file=str(paths["metadata"]),
             has_lists=paths["split"] is not None,
             problems=problems,
+            label_values=seen,
         )

@@ -219,7 +219,7 @@ class PadChest(DatasetSource):
             unknown=unknown,
             finding=frame["Labels"],
         ).loc[keep]
-        files = scan_tree(root, suffixes=(".png",))
+        files = scan_tree(root, suffixes=(".png",), problems=problems)
         excluded = set(image[~keep])
         files = files.loc[~files["image"].isin(excluded)]
 

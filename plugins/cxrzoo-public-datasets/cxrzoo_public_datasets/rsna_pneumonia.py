@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
-from cxrzoo.data.csvfiles import parse_ages, read_csv_frame
+from cxrzoo.data.csvfiles import parse_ages, read_csv_frame, value_counts
 from cxrzoo_public_datasets._common import build_rows, dicom_headers, normalise_sex
 
 LABELS_CSV = "stage_2_train_labels.csv"
@@ -101,7 +101,7 @@ class RsnaPneumonia(DatasetSource):
                 unknown[i] = f"class {c!r}"
             elif isinstance(c, str) and CLASSES[c] != row["t"]:
                 unknown[i] = f"class {c!r} contradicts Target {int(row['t'])}"
-        files = scan_tree(root / IMAGES, suffixes=(".dcm",), strip_suffix=True)
+        files = scan_tree(root / IMAGES, suffixes=(".dcm",), strip_suffix=True, problems=problems)
         images = first.index.to_series()
         view = age = sex = None
         if self.options["headers"] and len(files):
@@ -122,4 +122,20 @@ class RsnaPneumonia(DatasetSource):
             unknown=unknown,
             finding=np.where(unknown != "", text, ""),
         )
-        return Inventory(rows=rows, files=files, metadata_file=str(path), has_lists=False, problems=problems)
+        targets = {"1": "Pneumonia 1, Lung Opacity 1", "0": "Pneumonia 0, Lung Opacity unknown"}
+        values = value_counts(
+            "Target", boxes["Target"], lambda v: targets.get(v, "not 0 or 1: image not used"), path
+        )
+        if len(info):
+            named = {"Normal": "No Finding 1", "Lung Opacity": "No Finding 0 (Target 1)",
+                     "No Lung Opacity / Not Normal": "No Finding 0 (Target 0)"}  # fmt: skip
+            values += value_counts("class", info, lambda v: named.get(v, "unknown class: image not used"),
+                                   root / CLASS_CSV)  # fmt: skip
+        return Inventory(
+            rows=rows,
+            files=files,
+            metadata_file=str(path),
+            has_lists=False,
+            problems=problems,
+            label_values=values,
+        )

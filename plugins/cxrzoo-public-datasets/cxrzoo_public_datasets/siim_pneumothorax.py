@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
-from cxrzoo.data.csvfiles import parse_ages, read_csv_frame
+from cxrzoo.data.csvfiles import parse_ages, read_csv_frame, value_counts
 from cxrzoo_public_datasets._common import build_rows, dicom_headers, normalise_sex
 
 RLE_CSV = "train-rle.csv"
@@ -64,7 +65,7 @@ class SiimPneumothorax(DatasetSource):
             text=("text", "first"),
         )  # fmt: skip
         unknown = np.where(grouped["bad"], "EncodedPixels=" + grouped["text"].map(repr), "")
-        files = scan_tree(root / IMAGES, suffixes=(".dcm",), strip_suffix=True)
+        files = scan_tree(root / IMAGES, suffixes=(".dcm",), strip_suffix=True, problems=problems)
         images = grouped.index.to_series()
         patient = images
         view = age = sex = None
@@ -92,4 +93,16 @@ class SiimPneumothorax(DatasetSource):
             unknown=unknown,
             finding=unknown,
         )
-        return Inventory(rows=rows, files=files, metadata_file=str(path), has_lists=False, problems=problems)
+        kind = np.where(rle == "-1", "-1", np.where(value == 1.0, "(a run-length mask)", rle))
+        meaning = {"-1": "Pneumothorax 0 (no mask)", "(a run-length mask)": "Pneumothorax 1"}
+        values = value_counts(
+            "EncodedPixels", pd.Series(kind), lambda v: meaning.get(v, "not a mask: image not used"), path
+        )
+        return Inventory(
+            rows=rows,
+            files=files,
+            metadata_file=str(path),
+            has_lists=False,
+            problems=problems,
+            label_values=values,
+        )

@@ -152,6 +152,7 @@ class VinDrCxr(DatasetSource):
             )
         problems: dict[str, list[Any]] = {}
         parts, all_files = [], []
+        seen: list[dict[str, Any]] = []
         for listed, (name, folder, _) in FILES.items():
             path = root / name
             if not path.is_file():
@@ -163,6 +164,12 @@ class VinDrCxr(DatasetSource):
             if extra:
                 problems.setdefault("unmapped_label", []).extend(
                     {"label": c, "count": len(frame), "file": str(path)} for c in extra
+                )
+            mark = "one reader's mark" if listed == TRAIN_VAL else "the consensus"
+            meaning = {"1": f"1 ({mark})", "0": f"0 ({mark})", "1.0": f"1 ({mark})", "0.0": f"0 ({mark})"}
+            for c in known:
+                seen += value_counts(
+                    c, frame[c], lambda v, m=meaning: m.get(v, "not 0 or 1: image not used"), path
                 )
             values = frame[known].apply(lambda s: pd.to_numeric(s.str.strip(), errors="coerce"))
             bad_cell = ~values.isin([0, 1]).to_numpy()
@@ -185,6 +192,7 @@ class VinDrCxr(DatasetSource):
             metadata_file=str(root / FILES[TRAIN_VAL][0]),
             has_lists=True,
             problems=problems,
+            label_values=seen,
         )
 
     def _headers(self, files: pd.DataFrame) -> pd.DataFrame | None:

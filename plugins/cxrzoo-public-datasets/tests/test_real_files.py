@@ -127,7 +127,7 @@ def test_padchest_160k(tmp_path):
     ours_only = set(ours.index) - set(ids)
     assert len(ours_only) == 2099 and len(ours_only - young) <= 21
     assert len(ours) == 158669 and len(peer) == 158616
-    keep = np.isin(ids, ours.index)
+    keep = pd.Index(ids).isin(ours.index)  # (np.isin on object arrays compares all pairs)
     ids, labels = ids[keep], peer.labels[keep]
     terms = peer.csv.loc[keep, "Labels"].map(parse_labels).tolist()
     same = ["Atelectasis", "Aortic Elongation", "Bronchiectasis", "Cardiomegaly", "Fibrosis", "Granuloma",
