@@ -23,8 +23,10 @@ import pandas as pd
 
 from cxrzoo.data.base import (
     LABEL_DTYPE,
+    ROW_TRAILER,
     TEST,
     TRAIN_VAL,
+    VAL,
     DatasetError,
     DatasetSource,
     Inventory,
@@ -45,6 +47,21 @@ LIST_FILES: dict[str, str] = {TRAIN_VAL: "train_val_list.txt", TEST: "test_list.
 BBOX_FILES: tuple[str, ...] = ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
 
 _REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
+#: Google's expert relabelling of 4,376 NIH images (Majkowska et al., Radiology 2020), the file
+#: name torchxrayvision ships it under: the NIH columns, then YES / NO per column below, and
+#: "Set Id" (test: images of NIH's test list; val: a validation set drawn from train_val).
+GOOGLE_FILES: tuple[str, ...] = (
+    "google2019_nih-chest-xray-labels.csv",
+    "google2019_nih-chest-xray-labels.csv.gz",
+)
+#: Google's columns -> vocabulary names ("Nodule or mass" is "Mass", as VinDr-CXR's "Nodule/Mass").
+GOOGLE_COLUMNS: dict[str, str] = {
+    "Fracture": "Fracture",
+    "Pneumothorax": "Pneumothorax",
+    "Airspace opacity": "Lung Opacity",
+    "Nodule or mass": "Mass",
+}
+GOOGLE_SETS: dict[str, str] = {"test": TEST, "val": VAL, "validation": VAL}
 
 
 def find_metadata_file(root: Path) -> Path:
@@ -134,6 +151,39 @@ def finding_values(findings: pd.Series, path: Path) -> list[dict[str, Any]]:
     return value_counts("Finding Labels (terms)", tokens, became, path)
 
 
+def read_google_labels(
+    path: Path, problems: dict[str, list[Any]]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Inventory rows of Google's relabelling file (see :class:`Nih14`) and its label values."""
+    from cxrzoo.data.csvfiles import value_counts
+
+    raw, _ = read_csv_frame(path, problems, required=("Image Index", "Patient ID", *GOOGLE_COLUMNS))
+    rows = read_metadata(path, {})  # the NIH columns the file repeats; their problems are NIH's
+    labels = list(GOOGLE_COLUMNS.values())
+    out = rows.loc[:, [c for c in rows.columns if c not in LABELS and c not in ROW_TRAILER]]
+    unknown = pd.Series("", index=raw.index, dtype=object)
+    values: list[dict[str, Any]] = []
+    codes = {"YES": 1.0, "NO": 0.0}
+    for column, label in GOOGLE_COLUMNS.items():
+        text = raw[column].str.strip()
+        out[label] = text.map(codes).astype(LABEL_DTYPE).to_numpy()
+        bad = ~text.isin(list(codes))
+        unknown[bad] = unknown[bad] + f"{column}=" + text[bad].map(repr) + " "
+        meaning = {"YES": f"{label} 1", "NO": f"{label} 0"}
+        values += value_counts(
+            column, text, lambda v, m=meaning: m.get(v, "not YES or NO: row not used"), path
+        )
+    if "Set Id" in raw.columns:
+        sets = raw["Set Id"].str.strip()
+        out["list"] = sets.map(GOOGLE_SETS).where(lambda s: s.notna(), None).astype(object).to_numpy()
+        names = {k: f"{v} list" for k, v in GOOGLE_SETS.items()}
+        values += value_counts("Set Id", sets, lambda v: names.get(v, "not a set: image unlisted"), path)
+    out["row"] = rows["row"].to_numpy()
+    out["unknown_labels"] = unknown.str.strip().to_numpy()
+    out["finding_labels"] = out["unknown_labels"]
+    return out.loc[:, row_columns(labels)], values
+
+
 def read_list(path: Path) -> list[str]:
     """Image names of a split list file, one per line (UTF-8, with or without a BOM).
 
@@ -156,16 +206,33 @@ def read_list(path: Path) -> list[str]:
 
 
 class Nih14(DatasetSource):
-    """NIH ChestX-ray14 in the Kaggle layout (or NIH's own box layout with one images/ folder)."""
+    """NIH ChestX-ray14 in the Kaggle layout (or NIH's own box layout with one images/ folder).
+
+    ``labels="google2019"`` reads Google's expert labels (:data:`GOOGLE_FILES`, beside the
+    images) instead of NIH's: only the 4,376 images Google relabelled, with Fracture,
+    Pneumothorax, Lung Opacity ("Airspace opacity") and Mass ("Nodule or mass"), YES = 1 and NO = 0,
+    and Google's sets as the lists (test -> test, val -> val). Compared with torchxrayvision's
+    ``NIH_Google_Dataset`` on the file it ships: the same images, patients and counts per finding.
+    """
 
     name: ClassVar[str] = "nih14"
     labels: ClassVar[tuple[str, ...]] = LABELS
+    options_defaults: ClassVar[dict[str, Any]] = {"labels": "nih"}
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"labels": ("nih", "google2019")}
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        if self.options.get("labels") == "google2019":
+            return tuple(GOOGLE_COLUMNS.values())
+        return tuple(self.labels)
 
     @classmethod
     def detect(cls, root: Path) -> bool:
         return _has_metadata(root)
 
     def inventory(self) -> Inventory:
+        if self.options.get("labels") == "google2019":
+            return self._google()
         root = self._folder()
         metadata_file = find_metadata_file(root)
         problems: dict[str, list[Any]] = {}
@@ -195,6 +262,25 @@ class Nih14(DatasetSource):
             has_lists=bool(lists),
             problems=problems,
             label_values=finding_values(rows["finding_labels"], metadata_file),
+        )
+
+    def _google(self) -> Inventory:
+        root = self._folder()
+        path = next((root / n for n in GOOGLE_FILES if (root / n).is_file()), None)
+        if path is None:
+            raise DatasetError(
+                f"No Google label file in {root} (option labels=google2019): expected one of "
+                f"{', '.join(GOOGLE_FILES)}"
+            )
+        problems: dict[str, list[Any]] = {}
+        rows, values = read_google_labels(path, problems)
+        return Inventory(
+            rows=rows,
+            files=scan_image_files(root),
+            metadata_file=str(path),
+            has_lists=True,
+            problems=problems,
+            label_values=values,
         )
 
     def bboxes(self) -> pd.DataFrame | None:

@@ -244,3 +244,27 @@ def test_nih14_v2020(tmp_path):
     assert ours["patient"].nunique() == peer.csv["patientid"].nunique() == 30805
     for j, name in enumerate(peer.pathologies):
         assert tally(peer.labels[:, j]) == tally(ours[name]), name
+
+
+def test_nih14_google_relabels(tmp_path):
+    from cxrzoo.data.nih14 import Nih14
+
+    gunzip(
+        shipped("google2019_nih-chest-xray-labels.csv.gz"), tmp_path / "google2019_nih-chest-xray-labels.csv"
+    )
+    gunzip(shipped("Data_Entry_2017_v2020.csv.gz"), tmp_path / "Data_Entry_2017_v2020.csv")
+    source = Nih14(tmp_path, labels="google2019")
+    ours = usable(source)
+    peer = xrv.datasets.NIH_Google_Dataset(imgpath=str(tmp_path), views=["*"], unique_patients=False)
+    pairs = {"Fracture": "Fracture", "Pneumothorax": "Pneumothorax", "Lung Opacity": "Lung Opacity",
+             "Nodule/Mass": "Mass"}  # fmt: skip
+    report("nih14 (labels=google2019)", ours, peer, pairs)
+    assert len(ours) == len(peer) == 4376 and ours["patient"].nunique() == 1695
+    for theirs, mine in pairs.items():
+        assert tally(peer.labels[:, list(peer.pathologies).index(theirs)]) == tally(ours[mine]), theirs
+    assert ours["list"].value_counts().to_dict() == {"val": 2414, "test": 1962}
+    (tmp_path / "images").mkdir()
+    placeholders(tmp_path / "images", ours["image"].str.removesuffix(".png"), ".png")
+    catalog = source.catalog()
+    assert catalog.images == 4376 and not catalog.problems["missing"]
+    assert list(catalog.table.columns[-4:]) == list(pairs.values())
