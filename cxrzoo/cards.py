@@ -29,13 +29,39 @@ TAGS = ("cxrzoo", "chest-x-ray", "medical-imaging", "multi-label-classification"
 TASK_TYPE = "image-classification"
 TASK_NAME = "Multi-label classification of the 14 NIH ChestX-ray14 findings"
 
-#: Training/evaluation dataset names in config.json -> (dataset id, readable name).
+#: Dataset names in config.json -> (dataset id, readable name), for names no registered source
+#: describes (every registered source says so itself: ``title`` and ``hub_id``, see
+#: :func:`dataset_info`).
 DATASETS: dict[str, tuple[str, str]] = {
     "nih14": ("nih-chest-xrays", "NIH ChestX-ray14"),
     "synthetic": ("cxrzoo-synthetic", "cxrzoo synthetic chest X-ray phantoms"),
 }
-#: Datasets worth listing in the card's ``datasets`` metadata (the phantoms are generated, not hosted).
-HUB_DATASETS = ("nih14",)
+
+
+def dataset_info(name: str) -> tuple[str, str, str | None]:
+    """``(dataset id, readable name, Hub id or None)`` of a training/evaluation dataset name.
+
+    A registered source gives its own ``title`` and ``hub_id``; several sources joined by ``+``
+    (a combined table) are named together and each hosted one is listed.
+    """
+    from cxrzoo.plugins import datasets
+
+    parts = [p for p in str(name).split("+") if p] or [str(name)]
+    ids, titles, hubs = [], [], []
+    for part in parts:
+        fallback = DATASETS.get(part, (part, part))
+        try:
+            cls = datasets.get(part)
+        except Exception:  # an unknown or unloadable name: what the config says
+            cls = None
+        title = (getattr(cls, "title", "") or fallback[1]) if cls is not None else fallback[1]
+        hub = getattr(cls, "hub_id", None) if cls is not None else None
+        ids.append(hub or fallback[0])
+        titles.append(title)
+        if hub:
+            hubs.append(hub)
+    return "+".join(ids), " + ".join(titles), ",".join(hubs) or None
+
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _MISSING = "–"
@@ -149,7 +175,8 @@ def render_card(model: Any | None, config_doc: Mapping[str, Any]) -> str:
     body = fill(card_source(architecture), context, strict=facts is not None)
     training = config_doc.get("training") or {}
     dataset = training.get("dataset")
-    datasets = [DATASETS[dataset][0]] if dataset in HUB_DATASETS else None
+    hubs = dataset_info(dataset)[2] if dataset else None
+    datasets = hubs.split(",") if hubs else None
     return build_model_card(
         body,
         model_name=name,
@@ -231,7 +258,7 @@ def eval_results(config_doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     dataset_key = str(metrics.get("dataset") or (config_doc.get("training") or {}).get("dataset") or "")
     if not metrics or not dataset_key:
         return []
-    dataset_type, dataset_name = DATASETS.get(dataset_key, (dataset_key, dataset_key))
+    dataset_type, dataset_name, _ = dataset_info(dataset_key)
     common = {
         "task_type": TASK_TYPE,
         "task_name": TASK_NAME,
@@ -302,9 +329,7 @@ def _summary(doc: Mapping[str, Any]) -> str:
             "parts, its weights are a random initialisation. Train it with `cxrzoo train` before "
             "relying on its outputs."
         )
-    dataset = DATASETS.get(
-        str(training.get("dataset")), (None, training.get("dataset") or "unrecorded data")
-    )[1]
+    dataset = dataset_info(training["dataset"])[1] if training.get("dataset") else "unrecorded data"
     text = f"Trained on {dataset}"
     fraction = training.get("fraction")
     if isinstance(fraction, int | float) and fraction < 1:
@@ -359,7 +384,7 @@ def _metric_rows(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _dataset_name(key: Any) -> str:
-    return DATASETS.get(str(key), (None, key or "unrecorded data"))[1]
+    return dataset_info(str(key))[1] if key else "unrecorded data"
 
 
 def _metrics_table(doc: Mapping[str, Any]) -> str:

@@ -140,6 +140,11 @@ class DatasetSource:
     options_defaults: ClassVar[dict[str, Any]] = {}
     #: Allowed values of options that have a fixed set of them.
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: The data set's readable name, for model cards ("NIH ChestX-ray14"); the name when empty.
+    title: ClassVar[str] = ""
+    #: The data set's id on the Hugging Face Hub, listed in a model card's ``datasets`` metadata;
+    #: None where it is not hosted there (or is generated, as the phantoms are).
+    hub_id: ClassVar[str | None] = None
 
     def __init__(self, root: str | os.PathLike[str] | None = None, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options_defaults))

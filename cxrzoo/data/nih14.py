@@ -217,6 +217,8 @@ class Nih14(DatasetSource):
 
     name: ClassVar[str] = "nih14"
     labels: ClassVar[tuple[str, ...]] = LABELS
+    title: ClassVar[str] = "NIH ChestX-ray14"
+    hub_id: ClassVar[str | None] = "nih-chest-xrays"
     options_defaults: ClassVar[dict[str, Any]] = {"labels": "nih"}
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"labels": ("nih", "google2019")}
 
@@ -306,6 +308,8 @@ class SyntheticSource(Nih14):
     """
 
     name: ClassVar[str] = "synthetic"
+    title: ClassVar[str] = "cxrzoo synthetic chest X-ray phantoms"
+    hub_id: ClassVar[str | None] = None
 
     @classmethod
     def detect(cls, root: Path) -> bool:

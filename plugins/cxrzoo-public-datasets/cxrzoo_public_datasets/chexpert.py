@@ -66,6 +66,7 @@ class CheXpert(DatasetSource):
     """CheXpert-v1.0 or CheXpert-v1.0-small, read from the folder holding train.csv (or its parent)."""
 
     name: ClassVar[str] = "chexpert"
+    title: ClassVar[str] = "CheXpert (Stanford ML Group)"
     labels: ClassVar[tuple[str, ...]] = canonical_labels(PUBLISHED_LABELS)
     options_defaults: ClassVar[dict[str, Any]] = dict(UNCERTAIN_OPTION)
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = dict(UNCERTAIN_CHOICE)

@@ -164,6 +164,7 @@ class Covid19(DatasetSource):
     """The X-rays of ieee8023/covid-chestxray-dataset, read from a clone of the repository."""
 
     name: ClassVar[str] = "covid19"
+    title: ClassVar[str] = "COVID-19 image data collection (ieee8023)"
     labels: ClassVar[tuple[str, ...]] = LABELS
 
     @classmethod

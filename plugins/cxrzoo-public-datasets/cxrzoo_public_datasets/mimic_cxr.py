@@ -76,6 +76,7 @@ class MimicCxr(DatasetSource):
     """MIMIC-CXR-JPG 2.x, read from the folder holding the mimic-cxr-2.0.0-*.csv.gz files."""
 
     name: ClassVar[str] = "mimic_cxr"
+    title: ClassVar[str] = "MIMIC-CXR-JPG"
     labels: ClassVar[tuple[str, ...]] = canonical_labels(PUBLISHED_LABELS)
     options_defaults: ClassVar[dict[str, Any]] = {**UNCERTAIN_OPTION, "labeler": "chexpert"}
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {

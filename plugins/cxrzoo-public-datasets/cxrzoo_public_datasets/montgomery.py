@@ -19,6 +19,7 @@ _AGE = re.compile(r"Patient'?s Age:\s*(\S*)", re.IGNORECASE)
 
 class Montgomery(TuberculosisSet):
     name: ClassVar[str] = "montgomery"
+    title: ClassVar[str] = "Montgomery County tuberculosis set (NLM)"
     prefix: ClassVar[str] = "MCUCXR"
     folder: ClassVar[str] = "MontgomerySet"
 

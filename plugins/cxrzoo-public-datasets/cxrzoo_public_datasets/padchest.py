@@ -142,6 +142,7 @@ class PadChest(DatasetSource):
     """PadChest, read from the folder holding the labels CSV and the numbered image folders."""
 
     name: ClassVar[str] = "padchest"
+    title: ClassVar[str] = "PadChest (BIMCV)"
     labels: ClassVar[tuple[str, ...]] = PUBLISHED_ORDER
 
     @classmethod

@@ -50,6 +50,7 @@ class RsnaPneumonia(DatasetSource):
     """The RSNA Pneumonia Detection Challenge's labelled (stage 2 train) images."""
 
     name: ClassVar[str] = "rsna_pneumonia"
+    title: ClassVar[str] = "RSNA Pneumonia Detection Challenge"
     labels: ClassVar[tuple[str, ...]] = ("Pneumonia", "Lung Opacity", "No Finding")
     options_defaults: ClassVar[dict[str, Any]] = {"headers": True}
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"headers": (True, False)}

@@ -18,6 +18,7 @@ _DAYS = re.compile(r"^\s*(male|female)[\s,]*(\d+)\s*(?:days?)", re.IGNORECASE)
 
 class Shenzhen(TuberculosisSet):
     name: ClassVar[str] = "shenzhen"
+    title: ClassVar[str] = "Shenzhen tuberculosis set (NLM)"
     prefix: ClassVar[str] = "CHNCXR"
     folder: ClassVar[str] = "ChinaSet_AllFiles"
 

@@ -41,6 +41,7 @@ class SiimPneumothorax(DatasetSource):
     """The SIIM-ACR Pneumothorax training images and their masks' presence."""
 
     name: ClassVar[str] = "siim_pneumothorax"
+    title: ClassVar[str] = "SIIM-ACR Pneumothorax Segmentation"
     labels: ClassVar[tuple[str, ...]] = ("Pneumothorax",)
     options_defaults: ClassVar[dict[str, Any]] = {"headers": True}
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"headers": (True, False)}

@@ -130,6 +130,7 @@ class VinDrCxr(DatasetSource):
     """VinDr-CXR, read from the folder holding annotations/, train/ and test/."""
 
     name: ClassVar[str] = "vindr_cxr"
+    title: ClassVar[str] = "VinDr-CXR"
     labels: ClassVar[tuple[str, ...]] = canonical_labels(PUBLISHED_LABELS)
     options_defaults: ClassVar[dict[str, Any]] = {"vote": "majority", "headers": True}
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {
