@@ -26,7 +26,7 @@ import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages
-from cxrzoo_public_datasets._common import build_rows, locate, normalise_sex
+from cxrzoo.data.readers import build_rows, locate, normalise_sex
 
 
 class TuberculosisSet(DatasetSource):

@@ -41,8 +41,7 @@ import pandas as pd
 
 from cxrzoo.data.base import TRAIN_VAL, VAL, DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, parse_counts, read_csv_frame
-from cxrzoo.labels import CHEXPERT_LABELS
-from cxrzoo_public_datasets._common import (
+from cxrzoo.data.readers import (
     UNCERTAIN_CHOICE,
     UNCERTAIN_OPTION,
     build_rows,
@@ -53,6 +52,7 @@ from cxrzoo_public_datasets._common import (
     locate,
     normalise_sex,
 )
+from cxrzoo.labels import CHEXPERT_LABELS
 
 #: CheXpert's label columns as published, in its order.
 PUBLISHED_LABELS: tuple[str, ...] = CHEXPERT_LABELS

@@ -50,8 +50,8 @@ import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, read_csv_frame, value_counts
+from cxrzoo.data.readers import build_rows, header_has, normalise_sex
 from cxrzoo.labels import canonical, register_finding
-from cxrzoo_public_datasets._common import build_rows, header_has, normalise_sex
 
 METADATA = "metadata.csv"
 KINDS = {"viral": "Viral Pneumonia", "bacterial": "Bacterial Pneumonia", "fungal": "Fungal Pneumonia"}

@@ -34,7 +34,7 @@ import pandas as pd
 
 from cxrzoo.data.base import TEST, TRAIN_VAL, VAL, DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import read_csv_frame, value_counts
-from cxrzoo_public_datasets._common import (
+from cxrzoo.data.readers import (
     UNCERTAIN_CHOICE,
     UNCERTAIN_OPTION,
     build_rows,

@@ -50,8 +50,8 @@ import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import read_csv_frame
+from cxrzoo.data.readers import build_rows, normalise_sex
 from cxrzoo.labels import LABELS, canonical
-from cxrzoo_public_datasets._common import build_rows, normalise_sex
 
 CSV_NAMES: tuple[str, ...] = (
     "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv",

@@ -38,7 +38,7 @@ import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, read_csv_frame, value_counts
-from cxrzoo_public_datasets._common import build_rows, dicom_headers, normalise_sex
+from cxrzoo.data.readers import build_rows, dicom_headers, normalise_sex
 
 LABELS_CSV = "stage_2_train_labels.csv"
 CLASS_CSV = "stage_2_detailed_class_info.csv"

@@ -30,7 +30,7 @@ import pandas as pd
 
 from cxrzoo.data.base import DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, read_csv_frame, value_counts
-from cxrzoo_public_datasets._common import build_rows, dicom_headers, normalise_sex
+from cxrzoo.data.readers import build_rows, dicom_headers, normalise_sex
 
 RLE_CSV = "train-rle.csv"
 IMAGES = "dicom-images-train"

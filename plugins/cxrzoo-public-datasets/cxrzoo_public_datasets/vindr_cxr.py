@@ -57,7 +57,7 @@ import pandas as pd
 
 from cxrzoo.data.base import TEST, TRAIN_VAL, DatasetError, DatasetSource, Inventory, scan_tree
 from cxrzoo.data.csvfiles import parse_ages, read_csv_frame, value_counts
-from cxrzoo_public_datasets._common import (
+from cxrzoo.data.readers import (
     build_rows,
     canonical_labels,
     dicom_headers,

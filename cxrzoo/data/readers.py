@@ -1,4 +1,12 @@
-"""What the readers share: building inventory rows, label codes, DICOM headers, folder checks."""
+"""What every reader of a published layout needs, a hospital's own reader included.
+
+Building inventory rows (:func:`build_rows`), CheXpert-style label codes (:func:`code_matrix`,
+:func:`code_values` for the catalog's table of label values), the vocabulary names of a
+publisher's columns, DICOM headers read without pixels (:func:`dicom_headers`), and cheap checks
+of a folder's layout (:func:`header_has`, :func:`locate`). The readers of
+``cxrzoo-public-datasets`` are built from these; a new reader subclasses
+:class:`cxrzoo.data.base.DatasetSource` and uses them the same way.
+"""
 
 from __future__ import annotations
 
@@ -207,3 +215,18 @@ def locate(root: Path, marker: str, *children: str) -> Path:
             if child.is_dir() and (child / marker).exists():
                 return child
     return root
+
+
+__all__ = [
+    "UNCERTAIN_CHOICE",
+    "UNCERTAIN_OPTION",
+    "build_rows",
+    "canonical_labels",
+    "code_matrix",
+    "code_values",
+    "dicom_headers",
+    "first_line",
+    "header_has",
+    "locate",
+    "normalise_sex",
+]
