@@ -155,8 +155,15 @@ def test_cli_synth_writes_a_readable_dataset(tmp_path):
     assert result.exit_code == 0, result.output
     table = Nih14(out).table(verify=True)
     assert len(table) == 12 and set(table["list"]) == {"train_val", "test"}
+    # Its own earlier output is replaced; a folder it did not write is refused (exit 3), untouched.
     again = CliRunner().invoke(data, args)
-    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert again.exit_code == 0, again.output
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    refused = CliRunner().invoke(data, ["synth", str(foreign), "--n", "4"])
+    assert refused.exit_code == 3 and "Traceback" not in refused.output
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     bad = CliRunner().invoke(data, ["synth", str(tmp_path / "x"), "--n", "4", "--prevalence", "Hernio=0.5"])
     assert bad.exit_code == 2 and "Hernio" in bad.output and "Traceback" not in bad.output
 

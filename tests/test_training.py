@@ -199,6 +199,7 @@ def test_saved_model_carries_calibration_data_split_and_recipe(tmp_path, monkeyp
         "README.md",
         "config.json",
         "model.safetensors",
+        "ood.safetensors",
         "train_log.csv",
     ]
     doc = json.loads((folder / "config.json").read_text())
