@@ -10,6 +10,7 @@ Installed, it registers these datasets with cxrzoo (entry point group ``cxrzoo``
     vindr_cxr           VinDr-CXR 1.0.0 (PhysioNet)
     covid19             covid-chestxray-dataset (ieee8023, GitHub)
     shenzhen, montgomery   the NLM tuberculosis sets
+    object_cxr          object-CXR foreign objects (JF Healthcare, MIDL 2020)
 
 Each reader declares its labels (cxrzoo vocabulary names, in the publisher's order), says
 whether a folder is its own (``detect``), and reports problems by file name and line through
@@ -34,6 +35,7 @@ READERS: dict[str, tuple[str, str, str]] = {
     "covid19": ("covid19", "Covid19", "ieee8023 covid-chestxray-dataset (X-rays)"),
     "shenzhen": ("shenzhen", "Shenzhen", "Shenzhen tuberculosis set (NLM)"),
     "montgomery": ("montgomery", "Montgomery", "Montgomery County tuberculosis set (NLM)"),
+    "object_cxr": ("object_cxr", "ObjectCxr", "object-CXR: foreign objects (train.csv / dev.csv)"),
 }
 
 

@@ -582,6 +582,26 @@ def write_montgomery(root: Path) -> Miniature:
 
 
 #: Every miniature writer by dataset name.
+def write_object_cxr(root: Path) -> Miniature:
+    """object-CXR: train.csv / dev.csv (image_name, annotation) and train/, dev/ JPEGs."""
+    train = [("00001.jpg", "0 1134 1424 1292 1634;1 502 1320 549 1373"), ("00002.jpg", ""),
+             ("00004.jpg", "1 90 80 120 130"), ("00005.jpg", ""), ("00006.jpg", "0 10 10 40 40"),
+             ("00007.jpg", ""), ("00003.jpg", "2 700 800 710 820 690 830")]  # fmt: skip
+    dev = [("08001.jpg", ""), ("08002.jpg", "1 100 100 140 150")]
+    for folder, name, entries in (("train", "train.csv", train), ("dev", "dev.csv", dev)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(_csv_text(["image_name", "annotation"], [list(e) for e in entries]))
+    for seed, (image, _) in enumerate(train[:-1] + dev):
+        write_image(root / ("train" if image < "08000" else "dev") / image, seed)
+    mini = Miniature("object_cxr", root, labels={})
+    for image, annotation in train[:-1] + dev:
+        mini.labels[image] = {"Foreign Object": float(bool(annotation))}
+        mini.lists[image] = "train_val" if image < "08000" else "val"
+        mini.patients[image] = image
+    mini.problems = {"missing": [train[-1][0]]}
+    return mini
+
+
 WRITERS: dict[str, Callable[[Path], Miniature]] = {
     "chexpert": write_chexpert,
     "mimic_cxr": write_mimic_cxr,
@@ -592,6 +612,7 @@ WRITERS: dict[str, Callable[[Path], Miniature]] = {
     "covid19": write_covid19,
     "shenzhen": write_shenzhen,
     "montgomery": write_montgomery,
+    "object_cxr": write_object_cxr,
 }
 
 __all__ = ["WRITERS", "Miniature", "write_dicom", "write_image", *(f"write_{n}" for n in WRITERS)]
