@@ -602,6 +602,42 @@ def write_object_cxr(root: Path) -> Miniature:
     return mini
 
 
+def write_tbx11k(root: Path) -> Miniature:
+    """TBX11K: imgs/{health,sick,tb}/*.png and annotations/json/TBX11K_{train,val}.json (COCO)."""
+    import json
+
+    categories = [{"id": 1, "name": "ActiveTuberculosis", "supercategory": "Tuberculosis"},
+                  {"id": 2, "name": "ObsoletePulmonaryTuberculosis", "supercategory": "Tuberculosis"},
+                  {"id": 3, "name": "PulmonaryTuberculosis", "supercategory": "Tuberculosis"}]  # fmt: skip
+    sets = {  # file name -> categories of its boxes
+        "TBX11K_train.json": {"health/h0001.png": [], "sick/s0001.png": [], "tb/tb0003.png": [1, 1],
+                              "tb/tb0004.png": [2], "health/h0002.png": [], "tb/tb0009.png": [1]},
+        "TBX11K_val.json": {"health/h0100.png": [], "tb/tb0100.png": [1, 2]},
+    }  # fmt: skip
+    (root / "annotations" / "json").mkdir(parents=True, exist_ok=True)
+    mini = Miniature("tbx11k", root, labels={})
+    seed = 0
+    for name, images in sets.items():
+        doc: dict[str, Any] = {"images": [], "annotations": [], "categories": categories}
+        for k, (image, boxes) in enumerate(images.items()):
+            doc["images"].append({"id": k, "file_name": image, "height": 16, "width": 16})
+            doc["annotations"] += [{"id": len(doc["annotations"]), "image_id": k, "category_id": c,
+                                    "bbox": [1, 1, 4, 4]} for c in boxes]  # fmt: skip
+            if image == "tb/tb0009.png":
+                continue  # its file is missing
+            write_image(root / "imgs" / image, seed)
+            seed += 1
+            listed = "train_val" if name == "TBX11K_train.json" else "val"
+            mini.labels[image] = {"Tuberculosis": float(bool(boxes)), "Active Tuberculosis": float(1 in boxes),
+                                  "Obsolete Pulmonary Tuberculosis": float(2 in boxes),
+                                  "No Finding": float(image.startswith("health/"))}  # fmt: skip
+            mini.lists[image], mini.patients[image] = listed, image
+        (root / "annotations" / "json" / name).write_text(json.dumps(doc))
+    write_image(root / "imgs" / "test" / "t0001.png", 99)  # no labels published
+    mini.problems = {"missing": ["tb/tb0009.png"], "no_row": ["test/t0001.png"]}
+    return mini
+
+
 WRITERS: dict[str, Callable[[Path], Miniature]] = {
     "chexpert": write_chexpert,
     "mimic_cxr": write_mimic_cxr,
@@ -613,6 +649,7 @@ WRITERS: dict[str, Callable[[Path], Miniature]] = {
     "shenzhen": write_shenzhen,
     "montgomery": write_montgomery,
     "object_cxr": write_object_cxr,
+    "tbx11k": write_tbx11k,
 }
 
 __all__ = ["WRITERS", "Miniature", "write_dicom", "write_image", *(f"write_{n}" for n in WRITERS)]
