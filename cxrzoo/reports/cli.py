@@ -499,7 +499,15 @@ def predict(
     """
     from cxrzoo.errors import UserError
     from cxrzoo.inference import expand_inputs, predict_stream
-    from cxrzoo.reports.predictions import PredictionWriter, check_output, detail_columns, make_row, path_key
+    from cxrzoo.reports.predictions import (
+        PredictionWriter,
+        check_output,
+        detail_columns,
+        gate_threshold,
+        gated,
+        path_key,
+        table_row,
+    )
 
     if resume and not out_path:
         raise UserError("--resume needs --out: it skips the images already in that table")
@@ -528,31 +536,22 @@ def predict(
     labels = list(model.labels)
     thresholds = model.thresholds
     stream_device = device if backend == "torch" else None
-    gate = getattr(model, "ood_detector", None)
-    # The threshold of the model's out-of-distribution gate (an exported graph's too); None: no gate.
-    gate_threshold = gate.threshold if gate is not None else getattr(model, "ood_threshold", None)
-    if ood_mode == "off":
-        gate_threshold = None
-    if ood_mode == "reject" and gate_threshold is None:
-        raise UserError(
-            f"--ood reject: {name} has no out-of-distribution gate; fit one with "
-            f"'cxrzoo calibrate {name} --data DIR --ood' (and export it again for onnxruntime)"
-        )
+    threshold = gate_threshold(model, ood_mode, name)
     if uncertainty and backend != "torch":
         raise UserError("--uncertainty needs the PyTorch backend (--backend torch)")
-    details = {"ood": gate_threshold is not None, "uncertainty": uncertainty}
-    extra = detail_columns(labels, ood=gate_threshold is not None, uncertainty=uncertainty)
+    extra = detail_columns(labels, ood=threshold is not None, uncertainty=uncertainty)
 
     def stream(items: list[Any]) -> Any:
-        for pred in predict_stream(
-            model, items, batch_size=batch_size, workers=workers, device=stream_device, **details
-        ):
-            info = pred.details or {}
-            if ood_mode == "reject" and info.get("in_distribution") is False:
-                reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {gate_threshold:.3f})"
-                yield pred._replace(probabilities=None, error=reason)
-            else:
-                yield pred
+        predictions = predict_stream(
+            model,
+            items,
+            batch_size=batch_size,
+            workers=workers,
+            device=stream_device,
+            ood=threshold is not None,
+            uncertainty=uncertainty,
+        )
+        return gated(predictions, ood_mode, threshold)
 
     failed: list[dict[str, str]] = []
     if out_path:
@@ -563,18 +562,7 @@ def predict(
         try:
             rows: list[dict[str, Any]] = []
             for pred in stream(todo):
-                positives = [] if pred.probabilities is None else model.positives(pred.probabilities[None])[0]
-                rows.append(
-                    make_row(
-                        pred.path or "",
-                        labels,
-                        pred.probabilities,
-                        positives,
-                        pred.error,
-                        details=pred.details,
-                        extra=extra,
-                    )
-                )
+                rows.append(table_row(pred, model, labels, extra))
                 if pred.error is not None:
                     failed.append({"image": pred.path or "", "error": pred.error})
                 bar.update()

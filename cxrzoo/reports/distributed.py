@@ -144,7 +144,14 @@ def predict_distributed(
     """
     from cxrzoo import load
     from cxrzoo.inference import predict_stream
-    from cxrzoo.reports.predictions import check_output, detail_columns, make_row, path_key
+    from cxrzoo.reports.predictions import (
+        check_output,
+        detail_columns,
+        gate_threshold,
+        gated,
+        path_key,
+        table_row,
+    )
     from cxrzoo.training.distributed import DistContext
 
     check_output(out_path, resume=resume, overwrite=overwrite)
@@ -162,13 +169,8 @@ def predict_distributed(
         mine = todo[ctx.rank :: ctx.world]
         model = load(name, device=str(dev))
         labels = list(model.labels)
-        gate = getattr(model, "ood_detector", None) if ood_mode != "off" else None
-        if ood_mode == "reject" and gate is None:
-            raise UserError(
-                f"--ood reject: {name} has no out-of-distribution gate; fit one with "
-                f"'cxrzoo calibrate {name} --data DIR --ood'"
-            )
-        extra = detail_columns(labels, ood=gate is not None, uncertainty=uncertainty)
+        threshold = gate_threshold(model, ood_mode, name)
+        extra = detail_columns(labels, ood=threshold is not None, uncertainty=uncertainty)
         parts.mkdir(parents=True, exist_ok=True)
         with _Part(parts / f"rank-{ctx.rank}.jsonl") as part:
             rows: list[dict[str, Any]] = []
@@ -178,26 +180,11 @@ def predict_distributed(
                 batch_size=batch_size,
                 workers=workers,
                 device=dev,
-                ood=gate is not None,
+                ood=threshold is not None,
                 uncertainty=uncertainty,
             )
-            for pred in stream:
-                info = getattr(pred, "details", None) or {}
-                if ood_mode == "reject" and info.get("in_distribution") is False:
-                    reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {gate.threshold:.3f})"
-                    pred = pred._replace(probabilities=None, error=reason)
-                positives = [] if pred.probabilities is None else model.positives(pred.probabilities[None])[0]
-                rows.append(
-                    make_row(
-                        pred.path or "",
-                        labels,
-                        pred.probabilities,
-                        positives,
-                        pred.error,
-                        details=info,
-                        extra=extra,
-                    )
-                )
+            for pred in gated(stream, ood_mode, threshold):
+                rows.append(table_row(pred, model, labels, extra))
                 if len(rows) >= batch_size:
                     part.write(rows)
                     rows = []

@@ -25,7 +25,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,10 @@ UNCERTAINTY_PREFIX = "uncertainty_"
 def detail_columns(labels: Sequence[str], *, ood: bool = False, uncertainty: bool = False) -> list[str]:
     """The columns between the probabilities and ``positives``: ``uncertainty_<finding>`` per
     finding with ``uncertainty``, then ``ood_score`` and ``in_distribution`` with ``ood``."""
-    return [*(f"{UNCERTAINTY_PREFIX}{label}" for label in labels if uncertainty), *(OOD_COLUMNS if ood else ())]
+    return [
+        *(f"{UNCERTAINTY_PREFIX}{label}" for label in labels if uncertainty),
+        *(OOD_COLUMNS if ood else ()),
+    ]
 
 
 def columns_for(labels: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
@@ -173,6 +176,41 @@ def make_row(
     row["positives"] = list(positives)
     row["error"] = error or ""
     return row
+
+
+def gate_threshold(model: Any, ood_mode: str, name: str) -> float | None:
+    """The threshold of ``model``'s out-of-distribution gate as ``--ood`` uses it: None with
+    ``off`` or without a gate (an exported graph's gate counts); ``reject`` needs one."""
+    gate = getattr(model, "ood_detector", None)
+    threshold = gate.threshold if gate is not None else getattr(model, "ood_threshold", None)
+    if ood_mode == "off":
+        return None
+    if ood_mode == "reject" and threshold is None:
+        raise UserError(
+            f"--ood reject: {name} has no out-of-distribution gate; fit one with "
+            f"'cxrzoo calibrate {name} --data DIR --ood' (and export it again for onnxruntime)"
+        )
+    return threshold
+
+
+def gated(predictions: Iterable[Any], ood_mode: str, threshold: float | None) -> Iterator[Any]:
+    """``predictions`` with, under ``--ood reject``, the images outside the gate turned into
+    errors that name their score (no probabilities)."""
+    for pred in predictions:
+        info = pred.details or {}
+        if ood_mode == "reject" and info.get("in_distribution") is False:
+            reason = f"out of distribution (ood_score {info['ood_score']:.3f} > threshold {threshold:.3f})"
+            yield pred._replace(probabilities=None, error=reason)
+        else:
+            yield pred
+
+
+def table_row(pred: Any, model: Any, labels: Sequence[str], extra: Sequence[str]) -> dict[str, Any]:
+    """The table row of one :class:`~cxrzoo.inference.Prediction` of ``model``."""
+    positives = [] if pred.probabilities is None else model.positives(pred.probabilities[None])[0]
+    return make_row(
+        pred.path or "", labels, pred.probabilities, positives, pred.error, details=pred.details, extra=extra
+    )
 
 
 class PredictionWriter:
@@ -403,8 +441,11 @@ __all__ = [
     "check_output",
     "columns_for",
     "detail_columns",
+    "gate_threshold",
+    "gated",
     "is_prediction_table",
     "make_row",
     "output_format",
     "path_key",
+    "table_row",
 ]
