@@ -12,6 +12,7 @@ Installed, it registers these datasets with cxrzoo (entry point group ``cxrzoo``
     shenzhen, montgomery   the NLM tuberculosis sets
     object_cxr          object-CXR foreign objects (JF Healthcare, MIDL 2020)
     tbx11k              TBX11K tuberculosis boxes (COCO json)
+    openi               OpenI / Indiana University reports (NLMCXR, MeSH terms)
 
 Each reader declares its labels (cxrzoo vocabulary names, in the publisher's order), says
 whether a folder is its own (``detect``), and reports problems by file name and line through
@@ -38,6 +39,7 @@ READERS: dict[str, tuple[str, str, str]] = {
     "montgomery": ("montgomery", "Montgomery", "Montgomery County tuberculosis set (NLM)"),
     "object_cxr": ("object_cxr", "ObjectCxr", "object-CXR: foreign objects (train.csv / dev.csv)"),
     "tbx11k": ("tbx11k", "Tbx11k", "TBX11K: tuberculosis areas, COCO json (train / val)"),
+    "openi": ("openi", "OpenI", "OpenI (NLMCXR): MeSH terms of the Indiana University reports"),
 }
 
 

@@ -268,3 +268,21 @@ def test_nih14_google_relabels(tmp_path):
     catalog = source.catalog()
     assert catalog.images == 4376 and not catalog.problems["missing"]
     assert list(catalog.table.columns[-4:]) == list(pairs.values())
+
+
+def test_openi_reports(tmp_path):
+    from cxrzoo_public_datasets.openi import OpenI
+
+    shutil.copy(shipped("NLMCXR_reports.tgz"), tmp_path)
+    source = OpenI(tmp_path)
+    ours = usable(source)
+    peer = xrv.datasets.Openi_Dataset(imgpath=str(tmp_path), views=["*"], unique_patients=False)
+    pairs = {p: p for p in peer.pathologies}
+    report("openi", ours, peer, pairs)
+    assert len(ours) == len(peer) == 7470
+    assert ours["patient"].nunique() == peer.csv["uid"].nunique() == 3851
+    for j, name in enumerate(peer.pathologies):
+        assert tally(peer.labels[:, j]) == tally(ours[name]), name
+    placeholders(tmp_path / "NLMCXR_png", ours["image"], ".png")
+    catalog = source.catalog()
+    assert catalog.images == 7470 and not catalog.problems["missing"]
