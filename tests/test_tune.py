@@ -292,3 +292,20 @@ def test_recipe_file_errors_name_the_option(cxrzoo_home, tmp_path):
         main, ["train", "chest_xray_attention", "--recipe", str(tmp_path / "no.json")]
     )
     assert result.exit_code == 3 and "no such file" in result.output
+
+
+def test_budget_stops_new_trials_and_image_size_can_be_searched(cxrzoo_home, tmp_path):
+    """A budget of a few milliseconds lets one trial run (a running trial always finishes); the
+    phantoms' default image size is a default, not a --set, so a space may search it."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"replace": True, "image_size": [32, 40], "lr": [0.01]}))
+    out = tmp_path / "best.json"
+    tiny = [a for a in TINY if a not in ("--image-size", "32")]
+    result = invoke(
+        "tune", "chest_xray_attention", *DATA, *tiny, "--folds", "2", "--trials", "5", "--budget", "0.0001",
+        "--space", str(space), "--out", str(out),
+    )  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["search"]["trials"]["tried"] == 1, result.output
+    assert doc["search"]["space"] == {"image_size": {"choices": [32, 40]}}
+    assert doc["config"]["image_size"] in (32, 40) and doc["recipe"]["lr"] == 0.01
