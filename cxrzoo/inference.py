@@ -648,7 +648,8 @@ def predict_table(
     echo: Any = print,
     progress: bool = True,
     amp: bool = True,
-    ood_scores: list[float] | None = None,
+    details: list[dict[str, Any]] | None = None,
+    uncertainty: bool = False,
 ) -> tuple[np.ndarray, Any]:
     """Probabilities for a dataset table's images, and the :class:`~cxrzoo.data.arrays.ArrayData`
     they were predicted from (its labels aligned to the model's, NaN where unknown).
@@ -656,8 +657,9 @@ def predict_table(
     Images go through the preprocessing cache (each model's image steps, once); images that
     do not decode are named and left out. A composite predicts each member on that member's
     cached images and merges them with ``combine_members``, over the images every member has.
-    Given a list as ``ood_scores`` and a model with an out-of-distribution gate, the gate's
-    score of each image is appended to it, in the same order.
+    Given a list as ``details``, each image's details from :meth:`TorchRunner.run` are appended
+    to it, in the same order: the gate's ``ood_score`` / ``in_distribution`` when the model has a
+    gate, and the ``uncertainty`` per finding with ``uncertainty``.
     """
     from cxrzoo.data.arrays import arrays_for
     from cxrzoo.labels import table_targets
@@ -672,14 +674,15 @@ def predict_table(
         order = [np.argsort(np.asarray(p.names), kind="stable") for p in kept]
         kept = [p.subset(o) for p, o in zip(kept, order, strict=True)]
     runner = TorchRunner(model, device=device, amp=amp)
-    gate = ood_scores is not None and getattr(model, "ood_detector", None) is not None
+    gate = getattr(model, "ood_detector", None) is not None
+    detailed = details is not None and (gate or uncertainty)
     out = []
     with runner.active():
         for start in range(0, len(kept[0]), batch_size):
             batches = [np.ascontiguousarray(p.images[p.rows[start : start + batch_size]]) for p in kept]
-            if gate:
-                probs, details = runner.run(batches, ood=True)
-                ood_scores.extend(d["ood_score"] for d in details)  # type: ignore[union-attr]
+            if detailed:
+                probs, found = runner.run(batches, ood=gate, uncertainty=uncertainty)
+                details.extend(found)  # type: ignore[union-attr]
                 out.append(torch.from_numpy(probs))
             else:
                 out.append(runner.probabilities([torch.from_numpy(b) for b in batches]).cpu())

@@ -206,6 +206,17 @@ def test_uncertainty_is_the_spread_over_ensemble_members_and_mirror_images(site,
     assert {f"uncertainty_{label}" for label in model.labels} <= set(pd.read_csv(out).columns)
 
 
+def test_evaluate_reports_the_uncertainty_per_image_and_finding(site, tmp_path):
+    report = tmp_path / "report"
+    run("evaluate", "m", "--data", site["data"], "--bootstrap", "0", "--uncertainty", "--report", report)
+    metrics = json.loads((report / "metrics.json").read_text())
+    preds = pd.read_csv(report / "predictions.csv")
+    assert metrics["uncertainty"]["method"] == "half |p - p(mirror)|"
+    for label, mean in metrics["uncertainty"]["mean"].items():
+        assert mean == pytest.approx(preds[f"uncertainty_{label}"].mean(), abs=1e-6)
+    assert "## Uncertainty" in (report / "report.md").read_text()
+
+
 # -- guaranteed thresholds ---------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sensitivity", "specificity"])
 def test_the_guarantee_holds_at_the_promised_confidence(kind):

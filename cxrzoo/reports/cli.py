@@ -65,6 +65,7 @@ def _evaluate(
     echo: Any,
     metrics: list[str] | None = None,
     overwrite: bool = False,
+    uncertainty: bool = False,
 ) -> dict[str, Any]:
     from cxrzoo import load
     from cxrzoo.reports.evaluate import data_spec_for, evaluate_model
@@ -89,6 +90,7 @@ def _evaluate(
         progress=progress,
         echo=echo,
         metrics=metrics,
+        uncertainty=uncertainty,
     )
     if split == "test" and model.metadata.get("folder"):
         # Held-out figures travel with the model: config.json and the card's model-index.
@@ -126,6 +128,11 @@ def _f(value: float | None) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
 @click.option(
+    "--uncertainty",
+    is_flag=True,
+    help="Add each image's spread per finding to the report (ensemble members, or the mirror image).",
+)
+@click.option(
     "--metric",
     "metric_names",
     multiple=True,
@@ -147,6 +154,7 @@ def evaluate(
     report: str | None,
     overwrite: bool,
     as_json: bool,
+    uncertainty: bool,
     metric_names: tuple[str, ...],
     predictions_file: str | None,
 ) -> None:
@@ -164,6 +172,10 @@ def evaluate(
 
         check_report(report, overwrite=overwrite)
     if predictions_file is not None:
+        if uncertainty:
+            raise click.UsageError(
+                "--uncertainty needs a model NAME: a predictions file has no spread to report"
+            )
         from cxrzoo.data.spec import DataSpec
         from cxrzoo.reports.evaluate import evaluate_predictions_file
 
@@ -202,6 +214,7 @@ def evaluate(
             echo,
             metrics=list(metric_names) or None,
             overwrite=overwrite,
+            uncertainty=uncertainty,
         )
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=float))

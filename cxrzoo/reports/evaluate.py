@@ -97,11 +97,14 @@ def evaluate_model(
     progress: bool = True,
     echo: Echo = print,
     metrics: Sequence[str] | None = None,
+    uncertainty: bool = False,
 ) -> dict[str, Any]:
     """Predict ``split`` of ``spec``'s data, score it at the model's calibrated thresholds, with
     bootstrap confidence intervals; write the report files when ``report_dir`` is given (see
     :func:`check_report` for when its files are replaced).
 
+    With ``uncertainty``, each image's spread per finding goes into predictions.csv and the
+    mean per finding into the metrics (one more forward pass for a single model).
     ``metrics`` names registered metrics (plugins' too) to compute beside the standard ones;
     ``None`` computes the default set. Findings the data cannot score (absent from the data set,
     or without known positives) are listed with the reason under ``not_scorable``.
@@ -109,16 +112,16 @@ def evaluate_model(
     if report_dir is not None:
         check_report(report_dir, overwrite=overwrite)
     table = _split_table(spec, split, echo)
-    scores: list[float] = []
+    found: list[dict[str, Any]] = []
     probs, arrays = predict_table(
-        model, table, device=device, echo=echo, progress=progress, ood_scores=scores
+        model, table, device=device, echo=echo, progress=progress, details=found, uncertainty=uncertainty
     )
     rows = table.set_index("image").loc[arrays.names].reset_index()
     extra: dict[str, Any] = {}
     columns: dict[str, np.ndarray] = {}
     gate = getattr(model, "ood_detector", None)
-    if gate is not None and scores:
-        values = np.asarray(scores)
+    if gate is not None and found:
+        values = np.asarray([d["ood_score"] for d in found])
         inside = gate.inside(values)
         columns = {"ood_score": values, "in_distribution": inside}
         extra["ood"] = {
@@ -127,6 +130,15 @@ def evaluate_model(
             "images": len(values),
             "flagged": int((~inside).sum()),
             "flagged_share": float((~inside).mean()),
+        }
+    if uncertainty and found:
+        spread = np.stack([d["uncertainty"] for d in found])
+        columns.update({f"uncertainty_{label}": spread[:, j] for j, label in enumerate(model.labels)})
+        extra["uncertainty"] = {
+            "method": "ensemble members' standard deviation"
+            if model.member_models()
+            else "half |p - p(mirror)|",
+            "mean": dict(zip(model.labels, map(float, spread.mean(0)), strict=True)),
         }
     from cxrzoo.calibrate import guarantee_report
 
@@ -488,6 +500,18 @@ def markdown_report(metrics: dict[str, Any]) -> str:
             met = "n/a" if g["met"] is None else ("yes" if g["met"] else "**no**")
             lines.append(f"| {name} | {g['promised']:.2f} | {_fmt(g['achieved'])} | {g['cases']} | {met} |")
         lines.append("")
+    spread = metrics.get("uncertainty")
+    if spread:
+        lines += [
+            f"## Uncertainty ({spread['method']})",
+            "",
+            "| Finding | Mean spread of the probability |",
+            "|---|---:|",
+            *(f"| {name} | {value:.4f} |" for name, value in spread["mean"].items()),
+            "",
+            "Each image's spread per finding is in `predictions.csv` (`uncertainty_<finding>`).",
+            "",
+        ]
     gate = metrics.get("ood")
     if gate:
         lines += [
