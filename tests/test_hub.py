@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -169,6 +170,24 @@ def test_pull_round_trip_predicts_exactly_as_the_original(hub_server: FakeHub) -
     assert source["sha256"] == json.loads((folder / "config.json").read_text())["weights"]["sha256"]
     assert "T" in source["pulled"] and source["pulled"].endswith("+00:00")
     assert pulled.metadata["source"] == source
+
+
+def test_the_out_of_distribution_gate_travels_with_push_and_pull(hub_server: FakeHub) -> None:
+    from cxrzoo.data.synthetic import generate
+    from cxrzoo.ood import fit_detector
+
+    model = tiny_model()
+    images, _ = generate(60, size=32, seed=0)
+    model.ood_detector = fit_detector(model, list(images[:40]), list(images[40:]))
+    store.save(model, "gated")
+    hub.push("gated", REPO)
+    assert "ood.safetensors" in hub_server.files(REPO)
+    pulled = store.load_folder(hub.pull(REPO, name="gated-pulled"))
+    assert pulled.ood_detector is not None
+    assert pulled.ood_detector.threshold == model.ood_detector.threshold
+    np.testing.assert_allclose(
+        pulled.ood_detector.precision, store.load_folder(store.model_path("gated")).ood_detector.precision
+    )
 
 
 def test_pull_defaults_to_the_repo_name(hub_server: FakeHub) -> None:
