@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from cxrzoo.data.base import IMAGE_SUFFIXES
+from cxrzoo.data.base import looks_like_dicom, scan_tree
 from cxrzoo.data.io import ImageReadError, read_image, to_grey_uint8
 from cxrzoo.errors import CxrzooError, UserError, one_line
 from cxrzoo.threads import available_cpus, configure_threads, threads_beside
@@ -54,39 +54,11 @@ _GLOB_CHARS = frozenset("*?[")
 # ---------------------------------------------------------------------------------------------
 
 
-def looks_like_dicom(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` carries DICOM's ``DICM`` magic at byte 128 (reads 132 bytes)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _may_be_bare_dicom(name: str) -> bool:
-    # DICOM files are often named without a suffix (IM000001) or by their UID (1.2.840.1234.5):
-    # only those are opened to look for the magic, so a folder scan stays a listing.
-    suffix = os.path.splitext(name)[1]
-    return name != "DICOMDIR" and (not suffix or suffix[1:].isdigit())
-
-
 def _scan_folder(folder: str) -> list[str]:
-    """Image files under ``folder``, recursively; hidden files and folders are skipped."""
-    found: list[str] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if name.startswith("."):
-                continue
-            path = os.path.join(root, name)
-            if _is_image_name(name) or (_may_be_bare_dicom(name) and looks_like_dicom(path)):
-                found.append(path)
-    return found
+    """Image files under ``folder``, recursively (links to folders followed, loops skipped),
+    DICOM files without suffix included; hidden files and folders are skipped. The same walk
+    as the data set readers' (:func:`cxrzoo.data.base.scan_tree`)."""
+    return scan_tree(folder, bare_dicom=True, hidden_files=False)["path"].tolist()
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -162,6 +162,19 @@ def test_a_bad_dicom_in_a_folder_is_a_named_row_and_the_rest_is_predicted(
     assert (table[table["path"] != str(bad)]["error"] == "").all()
 
 
+def test_predict_follows_linked_folders_and_skips_loops_and_hidden_files(zoo, images, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cv2.imwrite(str(elsewhere / "linked.png"), np.full((40, 40), 120, np.uint8))
+    (images / "more").symlink_to(elsewhere, target_is_directory=True)
+    (images / "loop").symlink_to(images, target_is_directory=True)
+    (images / "._img0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")  # macOS AppleDouble
+    out = tmp_path / "preds.csv"
+    run("predict", "cxa", images, "--out", out, code=0)
+    names = sorted(Path(p).name for p in pd.read_csv(out)["path"])
+    assert names == ["img0.png", "img1.png", "img2.png", "linked.png"]
+
+
 # -- optional packages -----------------------------------------------------------------------
 def test_export_without_onnx_is_the_install_hint(zoo, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)

@@ -334,6 +334,24 @@ def _files_frame(names: list[str], paths: list[str], sizes: list[int], mtimes: l
     )
 
 
+def looks_like_dicom(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` carries DICOM's ``DICM`` magic at byte 128 (reads 132 bytes)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def may_be_bare_dicom(name: str) -> bool:
+    """Whether a file name without an image suffix may still be DICOM: files are often named
+    without a suffix (IM000001) or by their UID (1.2.840.1234.5). Only those are opened to look
+    for the magic, so a folder scan stays a listing."""
+    suffix = os.path.splitext(name)[1]
+    return name != "DICOMDIR" and (not suffix or suffix[1:].isdigit())
+
+
 def scan_tree(
     root: str | os.PathLike[str],
     *,
@@ -341,8 +359,14 @@ def scan_tree(
     relative_to: str | os.PathLike[str] | None = None,
     strip_suffix: bool = False,
     problems: dict[str, list[Any]] | None = None,
+    bare_dicom: bool = False,
+    hidden_files: bool = True,
 ) -> pd.DataFrame:
     """Image files anywhere under ``root`` (:data:`FILE_COLUMNS`), in one walk.
+
+    With ``bare_dicom``, files without an image suffix that carry DICOM's magic are found too
+    (:func:`may_be_bare_dicom`); without ``hidden_files``, files whose name starts with a dot
+    (``._scan.png`` resource forks …) are left out. Hidden folders are never entered.
 
     The ``image`` id is the path relative to ``relative_to`` with ``/`` separators (the file name
     when ``relative_to`` is None), without its suffix when ``strip_suffix``. A missing ``root``
@@ -373,8 +397,15 @@ def scan_tree(
         with entries:
             for entry in entries:
                 lower = entry.name.lower()
+                if not hidden_files and entry.name.startswith("."):
+                    continue
                 try:
-                    if lower.endswith(lowered) and entry.is_file():  # most entries: test them first
+                    if (lower.endswith(lowered) and entry.is_file()) or (
+                        bare_dicom
+                        and may_be_bare_dicom(entry.name)
+                        and entry.is_file()
+                        and looks_like_dicom(entry.path)
+                    ):  # most entries: test them first
                         st = entry.stat()
                     elif not entry.is_dir():
                         continue
@@ -406,7 +437,8 @@ def scan_tree(
                 else:
                     name = os.path.relpath(entry.path, base).replace(os.sep, "/")
                 if strip_suffix:
-                    name = name[: len(name) - len(next(s for s in lowered if lower.endswith(s)))]
+                    found = next((s for s in lowered if lower.endswith(s)), "")
+                    name = name[: len(name) - len(found)]
                 names.append(name)
                 paths.append(entry.path)
                 sizes.append(st.st_size)
