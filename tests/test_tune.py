@@ -95,13 +95,12 @@ def test_tune_folds_hold_whole_patients_of_the_training_split(cxrzoo_home, tmp_p
     assert seen == [0, 1, 2] and len(result["folds"]) == 3
 
 
-def test_tune_never_decodes_a_test_image(cxrzoo_home, tmp_path, monkeypatch, space_file):
+def test_tune_never_decodes_a_test_image(cxrzoo_home, tmp_path, monkeypatch, space_file, make_kaggle_tree):
     """A Kaggle-layout data set whose test images are not images at all: any read of one fails
     this test (the decoder is spied on), and tune still completes on the train_val patients."""
     import cxrzoo.data.cache as cache
-    from tests.conftest import build_kaggle_tree
 
-    tree = build_kaggle_tree(tmp_path / "nih", bad=False, patients=24, per_patient=3)
+    tree = make_kaggle_tree("nih", bad=False, patients=24, per_patient=3)
     test_names = {n for n, lst in tree.lists.items() if lst == "test"}
     assert test_names
     for path in tree.root.rglob("*.png"):
