@@ -197,7 +197,8 @@ def test_multi_frame_is_refused_by_name(tmp_path):
     single = dicom(STORED)
     single.NumberOfFrames = 1
     np.testing.assert_array_equal(
-        read_image(save(single, tmp_path / "one.dcm")), read_image(save(dicom(STORED), tmp_path / "plain.dcm"))
+        read_image(save(single, tmp_path / "one.dcm")),
+        read_image(save(dicom(STORED), tmp_path / "plain.dcm")),
     )
 
 
