@@ -150,46 +150,29 @@ def train(
         recipe_overrides["freeze_backbone"] = True
     if backbone_lr is not None:
         recipe_overrides["backbone_lr"] = backbone_lr
+    # What the run is: the same for a learning-rate range test and for training.
+    run = {
+        "data": data,
+        "dataset": dataset,
+        "dataset_options": options,
+        "fraction": fraction,
+        "seed": seed,
+        "recipe": recipe,
+        "recipe_overrides": recipe_overrides,
+        "config_overrides": config,
+        "device": device,
+        "name": name,
+        "progress": not no_progress,
+        "init": init,
+    }
     if find_lr:
         from cxrzoo.training.lr_finder import find_lr as range_test
 
         if resume:
             raise click.UsageError("--find-lr trains no model to resume; drop --resume")
-        range_test(
-            model,
-            steps=find_lr_steps,
-            echo=click.echo,
-            data=data,
-            dataset=dataset,
-            dataset_options=options,
-            fraction=fraction,
-            seed=seed,
-            recipe=recipe,
-            recipe_overrides=recipe_overrides,
-            config_overrides=config,
-            device=device,
-            name=name,
-            progress=not no_progress,
-            init=init,
-        )
+        range_test(model, steps=find_lr_steps, echo=click.echo, **run)
         return
-    train_model(
-        model,
-        data=data,
-        dataset=dataset,
-        dataset_options=options,
-        fraction=fraction,
-        seed=seed,
-        recipe=recipe,
-        recipe_overrides=recipe_overrides,
-        config_overrides=config,
-        device=device,
-        name=name,
-        resume=resume,
-        progress=not no_progress,
-        echo=click.echo,
-        init=init,
-    )
+    train_model(model, resume=resume, echo=click.echo, **run)
 
 
 @click.command(cls=ZooCommand)
