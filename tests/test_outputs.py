@@ -111,6 +111,21 @@ def run(args: list[str]):
     return CliRunner().invoke(main, args)
 
 
+def prepare_args(cache: Path) -> list[str]:
+    return [
+        "data",
+        "prepare",
+        "--dataset",
+        "synthetic",
+        "--synthetic-n",
+        "8",
+        "--image-size",
+        "32",
+        "--cache-dir",
+        str(cache),
+    ]
+
+
 def snapshot(folder: Path) -> dict[str, bytes | None]:
     return {
         str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
@@ -170,18 +185,7 @@ def test_prepare_leaves_foreign_files_in_the_cache_folder(work):
     cache = d / "cache"
     cache.mkdir()
     (cache / "keep.bin").write_bytes(FOREIGN)
-    args = [
-        "data",
-        "prepare",
-        "--dataset",
-        "synthetic",
-        "--synthetic-n",
-        "8",
-        "--image-size",
-        "32",
-        "--cache-dir",
-        str(cache),
-    ]
+    args = prepare_args(cache)
     for _ in range(2):  # built, then reused
         result = run(args)
         assert result.exit_code == 0, result.output
@@ -206,18 +210,7 @@ def test_a_read_only_folder_is_one_line_and_nothing_is_created(name, work, home)
     locked = d / "locked"
     locked.mkdir()
     if name == "prepare":
-        args = [
-            "data",
-            "prepare",
-            "--dataset",
-            "synthetic",
-            "--synthetic-n",
-            "8",
-            "--image-size",
-            "32",
-            "--cache-dir",
-            str(locked / "c"),
-        ]
+        args = prepare_args(locked / "c")
     else:
         out = OUTPUTS[name]
         args = [

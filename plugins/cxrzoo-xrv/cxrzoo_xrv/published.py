@@ -30,6 +30,38 @@ CITATION_DENSENET = (
 PREPROCESSING = ("center_crop", "resize", "scale", "rescale(low=-1024.0, high=1024.0)")
 
 
+#: torchxrayvision's 18 output positions, in its order; a weight trained on fewer findings leaves
+#: the other positions unnamed ("") and cxrzoo drops them on import.
+OUTPUTS: tuple[str, ...] = (
+    "Atelectasis",
+    "Consolidation",
+    "Infiltration",
+    "Pneumothorax",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Effusion",
+    "Pneumonia",
+    "Pleural_Thickening",
+    "Cardiomegaly",
+    "Nodule",
+    "Mass",
+    "Hernia",
+    "Lung Lesion",
+    "Fracture",
+    "Lung Opacity",
+    "Enlarged Cardiomediastinum",
+)
+
+
+def _only(*names: str) -> tuple[str, ...]:
+    """The 18 positions with only ``names`` named."""
+    unknown = set(names) - set(OUTPUTS)
+    if unknown:
+        raise ValueError(f"not torchxrayvision outputs: {sorted(unknown)}")
+    return tuple(n if n in names else "" for n in OUTPUTS)
+
+
 @dataclass(frozen=True)
 class PublishedWeights:
     """One published weight file."""
@@ -62,26 +94,7 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-all",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=(
-            "Atelectasis",
-            "Consolidation",
-            "Infiltration",
-            "Pneumothorax",
-            "Edema",
-            "Emphysema",
-            "Fibrosis",
-            "Effusion",
-            "Pneumonia",
-            "Pleural_Thickening",
-            "Cardiomegaly",
-            "Nodule",
-            "Mass",
-            "Hernia",
-            "Lung Lesion",
-            "Fracture",
-            "Lung Opacity",
-            "Enlarged Cardiomediastinum",
-        ),
+        outputs=OUTPUTS,
         operating_thresholds=(
             0.07422872,
             0.038290843,
@@ -110,7 +123,7 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-nih",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/nih-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=(
+        outputs=_only(
             "Atelectasis",
             "Consolidation",
             "Infiltration",
@@ -125,10 +138,6 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
             "Nodule",
             "Mass",
             "Hernia",
-            "",
-            "",
-            "",
-            "",
         ),
         operating_thresholds=(
             0.039117552,
@@ -158,7 +167,7 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-pc",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/pc-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=(
+        outputs=_only(
             "Atelectasis",
             "Consolidation",
             "Infiltration",
@@ -173,10 +182,7 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
             "Nodule",
             "Mass",
             "Hernia",
-            "",
             "Fracture",
-            "",
-            "",
         ),
         operating_thresholds=(
             0.031012505,
@@ -206,21 +212,14 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-chex",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/chex-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=(
+        outputs=_only(
             "Atelectasis",
             "Consolidation",
-            "",
             "Pneumothorax",
             "Edema",
-            "",
-            "",
             "Effusion",
             "Pneumonia",
-            "",
             "Cardiomegaly",
-            "",
-            "",
-            "",
             "Lung Lesion",
             "Fracture",
             "Lung Opacity",
@@ -254,7 +253,7 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-rsna",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=("", "", "", "", "", "", "", "", "Pneumonia", "", "", "", "", "", "", "", "Lung Opacity", ""),
+        outputs=_only("Pneumonia", "Lung Opacity"),
         operating_thresholds=(
             None,
             None,
@@ -283,21 +282,14 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-mimic_nb",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/mimic_nb-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=(
+        outputs=_only(
             "Atelectasis",
             "Consolidation",
-            "",
             "Pneumothorax",
             "Edema",
-            "",
-            "",
             "Effusion",
             "Pneumonia",
-            "",
             "Cardiomegaly",
-            "",
-            "",
-            "",
             "Lung Lesion",
             "Fracture",
             "Lung Opacity",
@@ -331,21 +323,14 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="densenet121-res224-mimic_ch",
         architecture="xrv_densenet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/mimic_ch-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
-        outputs=(
+        outputs=_only(
             "Atelectasis",
             "Consolidation",
-            "",
             "Pneumothorax",
             "Edema",
-            "",
-            "",
             "Effusion",
             "Pneumonia",
-            "",
             "Cardiomegaly",
-            "",
-            "",
-            "",
             "Lung Lesion",
             "Fracture",
             "Lung Opacity",
@@ -379,26 +364,7 @@ WEIGHTS: tuple[PublishedWeights, ...] = (
         name="resnet50-res512-all",
         architecture="xrv_resnet",
         url="https://github.com/mlmed/torchxrayvision/releases/download/v1/pc-nih-rsna-siim-vin-resnet50-test512-e400-state.pt",
-        outputs=(
-            "Atelectasis",
-            "Consolidation",
-            "Infiltration",
-            "Pneumothorax",
-            "Edema",
-            "Emphysema",
-            "Fibrosis",
-            "Effusion",
-            "Pneumonia",
-            "Pleural_Thickening",
-            "Cardiomegaly",
-            "Nodule",
-            "Mass",
-            "Hernia",
-            "Lung Lesion",
-            "Fracture",
-            "Lung Opacity",
-            "Enlarged Cardiomediastinum",
-        ),
+        outputs=OUTPUTS,
         operating_thresholds=(
             0.51570356,
             0.50444704,
